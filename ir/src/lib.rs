@@ -1,0 +1,18 @@
+//! kiln-ir: the typed graph IR at the centre of kiln.
+//!
+//! It owns the graph and its types, the op table (one declaration per op), the
+//! `.kir` text format, the verifier and the reference interpreter. It depends on
+//! neither Cranelift nor protobuf.
+
+pub mod attr;
+pub mod dtype;
+pub mod op;
+pub mod ops;
+pub mod shape;
+pub mod tensor;
+
+pub use attr::{AttrError, AttrValue, F64};
+pub use dtype::{DType, QuantParams};
+pub use op::{FusionKind, Op, OpDef, OpError};
+pub use shape::{Dim, Shape, TensorType};
+pub use tensor::Tensor;
