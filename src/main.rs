@@ -1,1 +1,190 @@
-fn main(){}
+//! The `kiln` command-line tool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use kiln::ir::{self, Model, Tensor};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Compile and run neural-network graphs", after_help = "Examples:\n  kiln print examples/models/mlp.kir\n  kiln run examples/models/lenet5.kir --dim N=4 --output-dir out/\n  kiln demo")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Parse and verify a model, then print its canonical IR.
+    #[command(after_help = "Example:\n  kiln print examples/models/resnet_block.kir")]
+    Print {
+        /// A `.kir` file.
+        model: PathBuf,
+    },
+    /// Run a model on the reference interpreter and summarise its outputs.
+    #[command(after_help = "Examples:\n  kiln run examples/models/mlp.kir --dim N=64\n  kiln run examples/models/mlp.kir --input x=x.npy --output-dir out/")]
+    Run {
+        /// A `.kir` file (weights are read from the `.safetensors` beside it).
+        model: PathBuf,
+        /// An input as NAME=FILE.npy. Inputs not given get deterministic
+        /// pseudo-random data in [-1, 1).
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Bind a symbolic dimension, as NAME=SIZE (e.g. N=64). Dimensions are
+        /// also taken from the shapes of given inputs; unbound ones default to 1.
+        #[arg(long = "dim", value_name = "NAME=SIZE")]
+        dims: Vec<String>,
+        /// Write each output to DIR/NAME.npy.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+    /// Run an embedded example model end to end, with no files needed.
+    Demo {
+        /// Which embedded model: mlp, lenet5, vgg_small or resnet_block.
+        #[arg(long, default_value = "lenet5")]
+        model: String,
+        /// Batch size.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KILN_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Print { model } => {
+            let src = std::fs::read_to_string(&model).with_context(|| format!("reading {}", model.display()))?;
+            let g = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?;
+            print!("{}", ir::print(&g));
+            Ok(())
+        }
+        Cmd::Run { model, inputs, dims, output_dir } => {
+            let m = Model::load_kir(&model)?;
+            run_model(m, &inputs, &dims, output_dir.as_deref())
+        }
+        Cmd::Demo { model, batch } => demo(&model, batch),
+    }
+}
+
+fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
+    let (k, v) = s.split_once('=').ok_or_else(|| anyhow!("{what} `{s}` must look like NAME=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Option<&Path>) -> Result<()> {
+    let mut given: HashMap<String, Tensor> = HashMap::new();
+    for s in inputs {
+        let (name, file) = parse_kv(s, "--input")?;
+        let t = kiln::npy::read(Path::new(&file)).map_err(|e| anyhow!("input `{name}`: {e}"))?;
+        given.insert(name, t);
+    }
+    let mut bound: BTreeMap<String, usize> = ir::interp::dims_from_inputs(&m.graph, &given)?;
+    for s in dims {
+        let (k, v) = parse_kv(s, "--dim")?;
+        let n: usize = v.parse().map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?;
+        if let Some(&prev) = bound.get(&k) {
+            if prev != n {
+                bail!("--dim {k}={n} conflicts with the given inputs, which have {k}={prev}");
+            }
+        }
+        bound.insert(k, n);
+    }
+    for sym in m.graph.symbols() {
+        if !bound.contains_key(&sym) {
+            println!("note: dimension {sym} is not bound; using {sym}=1 (pass --dim {sym}=...)");
+            bound.insert(sym, 1);
+        }
+    }
+    m.graph.bind_dims(&bound)?;
+    for &v in m.graph.inputs() {
+        let val = m.graph.value(v);
+        let name = val.name.clone().unwrap_or_default();
+        if !given.contains_key(&name) {
+            let t = kiln::init::random_input(&name, &val.ty).map_err(|e| anyhow!(e))?;
+            println!("note: input `{name}` not given; using deterministic pseudo-random data {}", val.ty);
+            given.insert(name, t);
+        }
+    }
+    let t0 = Instant::now();
+    let outs = ir::run(&m.graph, &m.weights, &given)?;
+    let dt = t0.elapsed();
+    for (name, t) in &outs {
+        println!("{}", summarize(name, t));
+    }
+    println!("ran {} nodes on the reference interpreter in {:.2} ms", m.graph.node_count(), dt.as_secs_f64() * 1e3);
+    if let Some(dir) = output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, t) in &outs {
+            let p = dir.join(format!("{}.npy", sanitize(name)));
+            kiln::npy::write(&p, t).map_err(|e| anyhow!(e))?;
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect()
+}
+
+/// `logits: f32[4,10] min -0.41 max 0.37 mean 0.012 [0.1, -0.2, ...]`
+fn summarize(name: &str, t: &Tensor) -> String {
+    let v = t.values_f64();
+    let n = v.len().max(1) as f64;
+    let (mn, mx) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let mean = v.iter().sum::<f64>() / n;
+    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.5}")).collect();
+    let more = if v.len() > 6 { ", ..." } else { "" };
+    format!("{name}: {} min {mn:.5} max {mx:.5} mean {mean:.5} [{}{more}]", t.ty(), head.join(", "))
+}
+
+fn demo(name: &str, batch: usize) -> Result<()> {
+    let src = kiln::examples::source(name).ok_or_else(|| {
+        let names: Vec<&str> = kiln::examples::MODELS.iter().map(|(n, _)| *n).collect();
+        anyhow!("no embedded model `{name}` (have: {})", names.join(", "))
+    })?;
+    println!("kiln demo: {name} (embedded example), batch {batch}");
+    let t0 = Instant::now();
+    let mut g = ir::parse(src).map_err(|e| anyhow!("embedded {name}.kir:{e}"))?;
+    let dims: BTreeMap<String, usize> = g.symbols().into_iter().map(|s| (s, batch)).collect();
+    g.bind_dims(&dims)?;
+    ir::verify(&g)?;
+    let weights = kiln::init::init_weights(&g, kiln::examples::WEIGHT_SEED).map_err(|e| anyhow!(e))?;
+    let params: usize = weights.0.values().map(|t| t.len()).sum();
+    println!(
+        "  parsed and verified: {} nodes, {} params ({:.1} KiB of weights) in {:.2} ms",
+        g.node_count(),
+        params,
+        params as f64 * 4.0 / 1024.0,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let mut inputs = HashMap::new();
+    for &v in g.inputs() {
+        let val = g.value(v);
+        let name = val.name.clone().unwrap_or_default();
+        inputs.insert(name.clone(), kiln::init::random_input(&name, &val.ty).map_err(|e| anyhow!(e))?);
+    }
+    let t1 = Instant::now();
+    let outs = ir::run(&g, &weights, &inputs)?;
+    println!("  ran on the reference interpreter in {:.2} ms", t1.elapsed().as_secs_f64() * 1e3);
+    for (name, t) in &outs {
+        println!("  {}", summarize(name, t));
+    }
+    Ok(())
+}

@@ -16,3 +16,17 @@ pub use dtype::{DType, QuantParams};
 pub use op::{FusionKind, Op, OpDef, OpError};
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::Tensor;
+pub mod graph;
+pub mod text;
+pub mod verify;
+
+pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
+pub use text::{parse, print, ParseError};
+pub use verify::{verify, VerifyError, VerifyErrorKind};
+pub mod interp;
+pub mod model;
+pub mod weights;
+
+pub use interp::{run, RunError};
+pub use model::{LoadError, Model};
+pub use weights::{Weights, WeightsError};
