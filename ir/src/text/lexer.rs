@@ -81,7 +81,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
                 read_string(&chars, &mut i, &mut col).map_err(err)?
             } else {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_.:/-".contains(chars[i])) {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_./-".contains(chars[i])) {
                     bump!();
                 }
                 chars[start..i].iter().collect()

@@ -1,0 +1,171 @@
+//! The `kiln` command as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn models() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kir"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A failed command must exit 1 with an `error:` line, and never panic.
+fn assert_clean_failure(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    err
+}
+
+#[test]
+fn print_roundtrips_every_example_byte_for_byte() {
+    let ms = models();
+    assert!(ms.len() >= 4, "{ms:?}");
+    for m in ms {
+        let o = kiln(&["print", m.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", m.display(), stderr(&o));
+        let file = std::fs::read_to_string(&m).unwrap();
+        assert_eq!(stdout(&o), file, "{} is not in canonical form", m.display());
+    }
+}
+
+#[test]
+fn run_every_example_and_write_npy() {
+    for m in models() {
+        let out = tmpdir(m.file_stem().unwrap().to_str().unwrap());
+        let o = kiln(&["run", m.to_str().unwrap(), "--dim", "N=2", "--output-dir", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", m.display(), stderr(&o));
+        let s = stdout(&o);
+        assert!(s.contains("not given; using deterministic pseudo-random data"), "{s}");
+        assert!(s.contains("wrote "), "{s}");
+        let npys: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+        assert!(!npys.is_empty());
+        // Deterministic: a second run gives identical bytes.
+        let out2 = tmpdir(&format!("{}-again", m.file_stem().unwrap().to_str().unwrap()));
+        let o2 = kiln(&["run", m.to_str().unwrap(), "--dim", "N=2", "--output-dir", out2.to_str().unwrap()]);
+        assert!(o2.status.success());
+        for e in std::fs::read_dir(&out).unwrap() {
+            let p = e.unwrap().path();
+            let q = out2.join(p.file_name().unwrap());
+            assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap(), "{}", p.display());
+        }
+    }
+}
+
+#[test]
+fn unbound_dimension_defaults_to_one_and_says_so() {
+    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let o = kiln(&["run", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("dimension N is not bound; using N=1"), "{s}");
+    assert!(s.contains("logits: f32[1,10]"), "{s}");
+}
+
+#[test]
+fn demo_runs_a_real_model() {
+    let o = kiln(&["demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("logits: f32[4,10]"), "{s}");
+}
+
+#[test]
+fn malformed_kir_reports_file_line_and_column() {
+    let d = tmpdir("malformed");
+    let p = d.join("bad.kir");
+    std::fs::write(&p, "graph g {\n  input %x: f32[2]\n  %y = relu(%x\n  output y = %y\n}\n").unwrap();
+    for cmd in ["print", "run"] {
+        let err = assert_clean_failure(&kiln(&[cmd, p.to_str().unwrap()]));
+        assert!(err.contains(&format!("{}:4:3: expected `,`", p.display())), "{err}");
+    }
+}
+
+#[test]
+fn shape_mismatch_names_the_node_and_position() {
+    let d = tmpdir("shape");
+    let p = d.join("shape.kir");
+    std::fs::write(
+        &p,
+        "graph g {\n  input %x: f32[2,3]\n  input %w: f32[4,5]\n  %y = matmul(%x, %w) @fc1\n  output y = %y\n}\n",
+    )
+    .unwrap();
+    let err = assert_clean_failure(&kiln(&["run", p.to_str().unwrap()]));
+    assert!(err.contains(&format!("{}:4:8: matmul: shape error", p.display())), "{err}");
+}
+
+#[test]
+fn wrong_input_shape_is_a_clear_error() {
+    let d = tmpdir("input");
+    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let x = d.join("x.npy");
+    kiln::npy::write(&x, &kiln::ir::Tensor::f32(&[2, 3], vec![0.0; 6])).unwrap();
+    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", &format!("x={}", x.display())]));
+    assert!(err.contains("input `x`: expected shape [2, 784]"), "{err}");
+    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", &format!("nope={}", x.display())]));
+    assert!(err.contains("input `nope`: the graph has no such input"), "{err}");
+    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", "x=/no/such/file.npy"]));
+    assert!(err.contains("/no/such/file.npy"), "{err}");
+}
+
+#[test]
+fn missing_and_mismatched_weights_are_reported_together() {
+    let d = tmpdir("weights");
+    let p = d.join("m.kir");
+    std::fs::write(
+        &p,
+        "graph g {\n  input %x: f32[2]\n  param %a: f32[2]\n  param %b: f32[2]\n  param %c: f32[2]\n  %y = add(%x, %a)\n  %z = add(%y, %b)\n  %w = add(%z, %c)\n  output w = %w\n}\n",
+    )
+    .unwrap();
+    // No weights file at all.
+    let err = assert_clean_failure(&kiln(&["run", p.to_str().unwrap()]));
+    assert!(err.contains("m.safetensors"), "{err}");
+    // A weights file with `a` of the wrong shape, `b` present, `c` missing.
+    let mut w = kiln::ir::Weights::default();
+    w.insert("a", kiln::ir::Tensor::f32(&[3], vec![0.0; 3]));
+    w.insert("b", kiln::ir::Tensor::f32(&[2], vec![0.0; 2]));
+    w.save(&d.join("m.safetensors")).unwrap();
+    let err = assert_clean_failure(&kiln(&["run", p.to_str().unwrap()]));
+    assert!(err.contains("param %a: declared f32[2] but"), "{err}");
+    assert!(err.contains("holds f32[3]"), "{err}");
+    assert!(err.contains("param %c: missing from"), "{err}");
+    // A corrupt weights file.
+    std::fs::write(d.join("m.safetensors"), b"\xff\xff\xff\xff not safetensors").unwrap();
+    let err = assert_clean_failure(&kiln(&["run", p.to_str().unwrap()]));
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_clear() {
+    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--dim", "N"]));
+    assert!(err.contains("must look like NAME=VALUE"), "{err}");
+    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--dim", "N=lots"]));
+    assert!(err.contains("is not a size"), "{err}");
+    let err = assert_clean_failure(&kiln(&["print", "/no/such/model.kir"]));
+    assert!(err.contains("/no/such/model.kir"), "{err}");
+}
