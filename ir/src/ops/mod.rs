@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod linalg;
+pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod reduce;

@@ -1,55 +1,585 @@
-//! STUB: to be implemented. Struct fields are fixed by the op table design.
-#![allow(unused)]
+//! Normalisation ops: softmax / log_softmax, batch_norm (inference form),
+//! layer_norm, and dropout (identity at inference).
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
-use crate::dtype::DType;
-use crate::op::{FusionKind, OpDef, OpResult};
-use crate::shape::TensorType;
+use crate::op::{
+    expect_arity, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult,
+};
+use crate::ops::{axis_or_err, broadcast_shapes, require_float, same_dtype};
+use crate::shape::{Shape, TensorType};
 use crate::tensor::Tensor;
 
+/// Softmax (or log-softmax) along one axis.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Softmax { pub axis: i64, pub log: bool }
+pub struct Softmax {
+    pub axis: i64,
+    pub log: bool,
+}
+
+impl Softmax {
+    pub fn new(axis: i64, log: bool) -> Softmax {
+        Softmax { axis, log }
+    }
+}
+
 impl OpDef for Softmax {
     const SPELLINGS: &'static [&'static str] = &["softmax", "log_softmax"];
-    fn parse(_s: &str, _a: &mut AttrReader) -> Result<Self, AttrError> { todo!() }
-    fn spelling(&self) -> &'static str { todo!() }
-    fn write_attrs(&self, _w: &mut AttrWriter) { todo!() }
-    fn infer(&self, _i: &[&TensorType]) -> OpResult<Vec<TensorType>> { todo!() }
-    fn fusion_kind(&self) -> FusionKind { todo!() }
-    fn eval(&self, _i: &[&Tensor]) -> OpResult<Vec<Tensor>> { todo!() }
+
+    fn parse(spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
+        Ok(Softmax {
+            axis: attrs.int("axis", -1)?,
+            log: spelling == "log_softmax",
+        })
+    }
+    fn spelling(&self) -> &'static str {
+        if self.log {
+            "log_softmax"
+        } else {
+            "softmax"
+        }
+    }
+    fn write_attrs(&self, w: &mut AttrWriter) {
+        w.int("axis", self.axis);
+    }
+    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
+        expect_arity(inputs, 1)?;
+        let x = inputs[0];
+        require_float(x, &format!("{} input", self.spelling()))?;
+        axis_or_err("axis", self.axis, x.rank())?;
+        Ok(vec![x.clone()])
+    }
+    fn fusion_kind(&self) -> FusionKind {
+        FusionKind::Reduction
+    }
+    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        expect_arity(inputs, 1)?;
+        let x = inputs[0];
+        let ax = axis_or_err("axis", self.axis, x.shape().len())?;
+        let mut a = x.to_f64();
+        for mut lane in a.lanes_mut(Axis(ax)) {
+            // Shifting by the lane max keeps exp() from overflowing; the result
+            // is unchanged mathematically.
+            let m = lane.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            let s: f64 = lane.iter().map(|&v| (v - m).exp()).sum();
+            if self.log {
+                let ls = s.ln();
+                lane.mapv_inplace(|v| v - m - ls);
+            } else {
+                lane.mapv_inplace(|v| (v - m).exp() / s);
+            }
+        }
+        Ok(vec![Tensor::from_f64(x.dtype(), a)])
+    }
 }
 
+fn check_epsilon(eps: f64) -> Result<(), AttrError> {
+    if eps >= 0.0 && eps.is_finite() {
+        Ok(())
+    } else {
+        Err(AttrError {
+            attr: "epsilon".into(),
+            msg: format!("must be finite and >= 0, found {eps}"),
+        })
+    }
+}
+
+/// Batch normalisation with running statistics (inference form):
+/// inputs x [N,C,...], scale, bias, mean, var (each [C]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BatchNorm { pub epsilon: F64 }
+pub struct BatchNorm {
+    pub epsilon: F64,
+}
+
+impl BatchNorm {
+    pub fn new(epsilon: f64) -> BatchNorm {
+        BatchNorm {
+            epsilon: F64(epsilon),
+        }
+    }
+}
+
+const BN_PARAMS: [&str; 4] = ["scale", "bias", "mean", "var"];
+
 impl OpDef for BatchNorm {
     const SPELLINGS: &'static [&'static str] = &["batch_norm"];
-    fn parse(_s: &str, _a: &mut AttrReader) -> Result<Self, AttrError> { todo!() }
-    fn spelling(&self) -> &'static str { todo!() }
-    fn write_attrs(&self, _w: &mut AttrWriter) { todo!() }
-    fn infer(&self, _i: &[&TensorType]) -> OpResult<Vec<TensorType>> { todo!() }
-    fn fusion_kind(&self) -> FusionKind { todo!() }
-    fn eval(&self, _i: &[&Tensor]) -> OpResult<Vec<Tensor>> { todo!() }
+
+    fn parse(_spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
+        let eps = attrs.float("epsilon", 1e-5)?;
+        check_epsilon(eps)?;
+        Ok(BatchNorm::new(eps))
+    }
+    fn spelling(&self) -> &'static str {
+        "batch_norm"
+    }
+    fn write_attrs(&self, w: &mut AttrWriter) {
+        w.float("epsilon", self.epsilon.0);
+    }
+    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
+        expect_arity(inputs, 5)?;
+        check_epsilon(self.epsilon.0)?;
+        let x = inputs[0];
+        require_float(x, "batch_norm input")?;
+        same_dtype(inputs)?;
+        if x.rank() < 2 {
+            return shape_err(format!(
+                "batch_norm input must be [N,C,...], found {}",
+                x.shape
+            ));
+        }
+        let c = &x.shape.dims()[1];
+        for (name, t) in BN_PARAMS.iter().zip(&inputs[1..]) {
+            if t.rank() != 1 || &t.shape.dims()[0] != c {
+                return shape_err(format!(
+                    "batch_norm {name} must have shape [{c}] to match input {}, found {}",
+                    x.shape, t.shape
+                ));
+            }
+        }
+        Ok(vec![x.clone()])
+    }
+    fn fusion_kind(&self) -> FusionKind {
+        FusionKind::Broadcast
+    }
+    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        expect_arity(inputs, 5)?;
+        let x = inputs[0];
+        if x.shape().len() < 2 {
+            return Err(OpError::Eval("batch_norm input must have rank >= 2".into()));
+        }
+        let c = x.shape()[1];
+        let mut params = Vec::with_capacity(4);
+        for (name, t) in BN_PARAMS.iter().zip(&inputs[1..]) {
+            if t.shape() != [c] {
+                return Err(OpError::Eval(format!(
+                    "batch_norm {name} has shape {:?}, expected [{c}]",
+                    t.shape()
+                )));
+            }
+            params.push(t.to_f64().iter().copied().collect::<Vec<f64>>());
+        }
+        let (s, b, m, v) = (&params[0], &params[1], &params[2], &params[3]);
+        let eps = self.epsilon.0;
+        let mut a = x.to_f64();
+        for (ch, mut sub) in a.axis_iter_mut(Axis(1)).enumerate() {
+            let d = (v[ch] + eps).sqrt();
+            sub.mapv_inplace(|xv| s[ch] * (xv - m[ch]) / d + b[ch]);
+        }
+        Ok(vec![Tensor::from_f64(x.dtype(), a)])
+    }
 }
 
+/// Layer normalisation over axes `[axis, rank)`, with scale and optional bias
+/// broadcast over those trailing dimensions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LayerNorm { pub axis: i64, pub epsilon: F64 }
+pub struct LayerNorm {
+    pub axis: i64,
+    pub epsilon: F64,
+}
+
+impl LayerNorm {
+    pub fn new(axis: i64, epsilon: f64) -> LayerNorm {
+        LayerNorm {
+            axis,
+            epsilon: F64(epsilon),
+        }
+    }
+}
+
 impl OpDef for LayerNorm {
     const SPELLINGS: &'static [&'static str] = &["layer_norm"];
-    fn parse(_s: &str, _a: &mut AttrReader) -> Result<Self, AttrError> { todo!() }
-    fn spelling(&self) -> &'static str { todo!() }
-    fn write_attrs(&self, _w: &mut AttrWriter) { todo!() }
-    fn infer(&self, _i: &[&TensorType]) -> OpResult<Vec<TensorType>> { todo!() }
-    fn fusion_kind(&self) -> FusionKind { todo!() }
-    fn eval(&self, _i: &[&Tensor]) -> OpResult<Vec<Tensor>> { todo!() }
+
+    fn parse(_spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
+        let axis = attrs.int("axis", -1)?;
+        let eps = attrs.float("epsilon", 1e-5)?;
+        check_epsilon(eps)?;
+        Ok(LayerNorm::new(axis, eps))
+    }
+    fn spelling(&self) -> &'static str {
+        "layer_norm"
+    }
+    fn write_attrs(&self, w: &mut AttrWriter) {
+        w.int("axis", self.axis);
+        w.float("epsilon", self.epsilon.0);
+    }
+    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
+        expect_arity_range(inputs, 2, 3)?;
+        check_epsilon(self.epsilon.0)?;
+        let x = inputs[0];
+        require_float(x, "layer_norm input")?;
+        same_dtype(inputs)?;
+        let ax = axis_or_err("axis", self.axis, x.rank())?;
+        let trailing = Shape(x.shape.dims()[ax..].iter().cloned().collect());
+        for (name, t) in ["scale", "bias"].iter().zip(&inputs[1..]) {
+            let fits = t.rank() <= trailing.rank()
+                && broadcast_shapes(&t.shape, &trailing).is_ok_and(|s| s == trailing);
+            if !fits {
+                return shape_err(format!(
+                    "layer_norm {name} {} does not broadcast to the normalised dims {trailing}",
+                    t.shape
+                ));
+            }
+        }
+        Ok(vec![x.clone()])
+    }
+    fn fusion_kind(&self) -> FusionKind {
+        FusionKind::Reduction
+    }
+    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        expect_arity_range(inputs, 2, 3)?;
+        let x = inputs[0];
+        let dims = x.shape().to_vec();
+        let ax = axis_or_err("axis", self.axis, dims.len())?;
+        let trailing = &dims[ax..];
+        let inner: usize = trailing.iter().product();
+        let spread = |t: &Tensor, name: &str| -> OpResult<Vec<f64>> {
+            let a = t.to_f64();
+            let b = a.broadcast(trailing).ok_or_else(|| {
+                OpError::Eval(format!(
+                    "layer_norm {name} {:?} does not broadcast to {trailing:?}",
+                    t.shape()
+                ))
+            })?;
+            Ok(b.iter().copied().collect())
+        };
+        let scale = spread(inputs[1], "scale")?;
+        let bias = match inputs.get(2) {
+            Some(t) => spread(t, "bias")?,
+            None => vec![0.0; inner],
+        };
+        let xs: Vec<f64> = x.to_f64().iter().copied().collect();
+        let mut out = Vec::with_capacity(xs.len());
+        if inner > 0 {
+            let n = inner as f64;
+            let eps = self.epsilon.0;
+            for row in xs.chunks(inner) {
+                let mean = row.iter().sum::<f64>() / n;
+                // Population variance, as ONNX LayerNormalization and PyTorch use.
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                let d = (var + eps).sqrt();
+                out.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(j, v)| (v - mean) / d * scale[j] + bias[j]),
+                );
+            }
+        }
+        let a =
+            ArrayD::from_shape_vec(IxDyn(&dims), out).map_err(|e| OpError::Eval(e.to_string()))?;
+        Ok(vec![Tensor::from_f64(x.dtype(), a)])
+    }
 }
 
+/// Dropout at inference: the identity. `ratio` is kept so training export can use it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Dropout { pub ratio: F64 }
+pub struct Dropout {
+    pub ratio: F64,
+}
+
+impl Dropout {
+    pub fn new(ratio: f64) -> Dropout {
+        Dropout { ratio: F64(ratio) }
+    }
+}
+
+fn check_ratio(r: f64) -> Result<(), AttrError> {
+    if (0.0..1.0).contains(&r) {
+        Ok(())
+    } else {
+        Err(AttrError {
+            attr: "ratio".into(),
+            msg: format!("must be in [0, 1), found {r}"),
+        })
+    }
+}
+
 impl OpDef for Dropout {
     const SPELLINGS: &'static [&'static str] = &["dropout"];
-    fn parse(_s: &str, _a: &mut AttrReader) -> Result<Self, AttrError> { todo!() }
-    fn spelling(&self) -> &'static str { todo!() }
-    fn write_attrs(&self, _w: &mut AttrWriter) { todo!() }
-    fn infer(&self, _i: &[&TensorType]) -> OpResult<Vec<TensorType>> { todo!() }
-    fn fusion_kind(&self) -> FusionKind { todo!() }
-    fn eval(&self, _i: &[&Tensor]) -> OpResult<Vec<Tensor>> { todo!() }
+
+    fn parse(_spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
+        let r = attrs.float("ratio", 0.5)?;
+        check_ratio(r)?;
+        Ok(Dropout::new(r))
+    }
+    fn spelling(&self) -> &'static str {
+        "dropout"
+    }
+    fn write_attrs(&self, w: &mut AttrWriter) {
+        w.float("ratio", self.ratio.0);
+    }
+    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
+        expect_arity(inputs, 1)?;
+        check_ratio(self.ratio.0)?;
+        require_float(inputs[0], "dropout input")?;
+        Ok(vec![inputs[0].clone()])
+    }
+    fn fusion_kind(&self) -> FusionKind {
+        FusionKind::Elementwise
+    }
+    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        expect_arity(inputs, 1)?;
+        Ok(vec![inputs[0].clone()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+    use crate::shape::Dim;
+    use crate::tensor::allclose;
+
+    fn f64t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor::F64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn run<T: OpDef>(op: &T, inputs: &[&Tensor]) -> Tensor {
+        let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let ty = op.infer(&refs).unwrap();
+        let out = op.eval(inputs).unwrap().remove(0);
+        assert_eq!(out.ty(), ty[0], "eval agrees with infer");
+        out
+    }
+    fn roundtrip<T: OpDef>(op: &T) {
+        let mut w = AttrWriter::default();
+        op.write_attrs(&mut w);
+        let items = w
+            .items
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut r = AttrReader::new(items);
+        assert_eq!(&T::parse(op.spelling(), &mut r).unwrap(), op);
+        assert!(r.unused().is_empty());
+    }
+
+    #[test]
+    fn softmax_seed_logits() {
+        let x = Tensor::f32(&[3], vec![3.2, 5.1, -1.7]);
+        let p = run(&Softmax::new(-1, false), &[&x]);
+        assert_eq!(p.dtype(), DType::F32);
+        allclose(&p, &f64t(&[3], &[0.129983, 0.869050, 0.000968]), 0.0, 1e-6).unwrap();
+        let lp = run(&Softmax::new(0, true), &[&x]);
+        let ln_p: Vec<f64> = p.values_f64().iter().map(|v| v.ln()).collect();
+        for (a, b) in lp.values_f64().iter().zip(&ln_p) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // Cross-entropy of class 0.
+        assert!((-lp.values_f64()[0] - 2.0404).abs() < 1e-4);
+        assert!((-(0.129983f64).ln() - 2.0404).abs() < 1e-4);
+    }
+
+    #[test]
+    fn softmax_is_stable_and_axis_aware() {
+        let x = f64t(&[2], &[1000., 1001.]);
+        let p = run(&Softmax::new(-1, false), &[&x]);
+        let e = 1.0 / (1.0 + std::f64::consts::E);
+        allclose(&p, &f64t(&[2], &[e, 1.0 - e]), 0.0, 1e-12).unwrap();
+        let lp = run(&Softmax::new(-1, true), &[&x]);
+        allclose(&lp, &f64t(&[2], &[e.ln(), (1.0 - e).ln()]), 0.0, 1e-12).unwrap();
+        // Axis 0 of [[0, 0], [ln 3, 0]]: columns are [1/4, 3/4] and [1/2, 1/2].
+        let m = f64t(&[2, 2], &[0., 0., 3f64.ln(), 0.]);
+        let p = run(&Softmax::new(0, false), &[&m]);
+        allclose(&p, &f64t(&[2, 2], &[0.25, 0.5, 0.75, 0.5]), 0.0, 1e-12).unwrap();
+    }
+
+    #[test]
+    fn softmax_infer() {
+        let ty = TensorType::new(DType::F32, Shape::from(vec![Dim::sym("N"), Dim::Known(10)]));
+        assert_eq!(Softmax::new(-1, false).infer(&[&ty]).unwrap()[0], ty);
+        assert!(matches!(
+            Softmax::new(2, false).infer(&[&ty]),
+            Err(OpError::Attr(_))
+        ));
+        let i = TensorType::concrete(DType::I32, &[3]);
+        assert!(matches!(
+            Softmax::new(-1, false).infer(&[&i]),
+            Err(OpError::DType(_))
+        ));
+        assert!(matches!(
+            Softmax::new(-1, false).infer(&[]),
+            Err(OpError::Arity { .. })
+        ));
+    }
+
+    #[test]
+    fn batch_norm_by_hand() {
+        // x [1,2,2]: channel 0 = [1, 3], channel 1 = [2, 6].
+        let x = f64t(&[1, 2, 2], &[1., 3., 2., 6.]);
+        let scale = f64t(&[2], &[2., 0.5]);
+        let bias = f64t(&[2], &[1., -1.]);
+        let mean = f64t(&[2], &[2., 4.]);
+        let var = f64t(&[2], &[4., 1.]);
+        let y = run(&BatchNorm::new(0.0), &[&x, &scale, &bias, &mean, &var]);
+        // ch0: 2*(x-2)/2+1 = x-1 → [0, 2]; ch1: 0.5*(x-4)/1-1 → [-2, 0].
+        allclose(&y, &f64t(&[1, 2, 2], &[0., 2., -2., 0.]), 0.0, 1e-12).unwrap();
+        let y = run(&BatchNorm::new(1e-5), &[&x, &scale, &bias, &mean, &var]);
+        let d0 = (4.0f64 + 1e-5).sqrt();
+        let d1 = (1.0f64 + 1e-5).sqrt();
+        let want = [1. - 2. / d0, 1. + 2. / d0, -1. - 1. / d1, -1. + 1. / d1];
+        allclose(&y, &f64t(&[1, 2, 2], &want), 0.0, 1e-12).unwrap();
+    }
+
+    #[test]
+    fn batch_norm_infer() {
+        let x = TensorType::new(
+            DType::F32,
+            Shape::from(vec![Dim::sym("N"), Dim::Known(3), Dim::Known(4)]),
+        );
+        let p = TensorType::concrete(DType::F32, &[3]);
+        let op = BatchNorm::new(1e-5);
+        assert_eq!(op.infer(&[&x, &p, &p, &p, &p]).unwrap()[0], x);
+        let bad = TensorType::concrete(DType::F32, &[4]);
+        assert!(matches!(
+            op.infer(&[&x, &p, &bad, &p, &p]),
+            Err(OpError::Shape(_))
+        ));
+        let pd = TensorType::concrete(DType::F64, &[3]);
+        assert!(matches!(
+            op.infer(&[&x, &p, &pd, &p, &p]),
+            Err(OpError::DType(_))
+        ));
+        assert!(matches!(
+            op.infer(&[&x, &p, &p, &p]),
+            Err(OpError::Arity { .. })
+        ));
+        assert!(matches!(
+            BatchNorm::new(-1.0).infer(&[&x, &p, &p, &p, &p]),
+            Err(OpError::Attr(_))
+        ));
+    }
+
+    #[test]
+    fn layer_norm_by_hand() {
+        // Rows [1,2,3,4] and [2,2,2,2]; mean 2.5, var 1.25; second row var 0.
+        let x = f64t(&[2, 4], &[1., 2., 3., 4., 2., 2., 2., 2.]);
+        let scale = f64t(&[4], &[1., 1., 2., 2.]);
+        let bias = f64t(&[4], &[0., 0., 0., 1.]);
+        let y = run(&LayerNorm::new(-1, 0.0), &[&x, &scale, &bias]);
+        let s = 1.25f64.sqrt();
+        let want = [
+            -1.5 / s,
+            -0.5 / s,
+            2. * 0.5 / s,
+            2. * 1.5 / s + 1.,
+            0.,
+            0.,
+            0.,
+            1.,
+        ];
+        // Row 2 has zero variance and eps 0: 0/0 = NaN, which is the honest answer.
+        let got = y.values_f64();
+        for (g, w) in got[..4].iter().zip(&want[..4]) {
+            assert!((g - w).abs() < 1e-12);
+        }
+        assert!(got[4].is_nan());
+        let y = run(&LayerNorm::new(-1, 1e-5), &[&x, &scale]);
+        let d = (1.25f64 + 1e-5).sqrt();
+        let want = [
+            -1.5 / d,
+            -0.5 / d,
+            2. * 0.5 / d,
+            2. * 1.5 / d,
+            0.,
+            0.,
+            0.,
+            0.,
+        ];
+        allclose(&y, &f64t(&[2, 4], &want), 0.0, 1e-12).unwrap();
+        // Normalising over both axes of [[1,2],[3,4]] with a scalar-like [1] scale.
+        let x = f64t(&[2, 2], &[1., 2., 3., 4.]);
+        let y = run(&LayerNorm::new(0, 0.0), &[&x, &f64t(&[1], &[1.])]);
+        allclose(
+            &y,
+            &f64t(&[2, 2], &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s]),
+            0.0,
+            1e-12,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn layer_norm_infer() {
+        let x = TensorType::new(
+            DType::F32,
+            Shape::from(vec![Dim::sym("N"), Dim::Known(8), Dim::Known(16)]),
+        );
+        let s16 = TensorType::concrete(DType::F32, &[16]);
+        let s816 = TensorType::concrete(DType::F32, &[8, 16]);
+        assert_eq!(
+            LayerNorm::new(-1, 1e-5).infer(&[&x, &s16, &s16]).unwrap()[0],
+            x
+        );
+        assert_eq!(LayerNorm::new(1, 1e-5).infer(&[&x, &s816]).unwrap()[0], x);
+        assert!(matches!(
+            LayerNorm::new(-1, 1e-5).infer(&[&x, &s816]),
+            Err(OpError::Shape(_))
+        ));
+        let s8 = TensorType::concrete(DType::F32, &[8]);
+        assert!(matches!(
+            LayerNorm::new(-1, 1e-5).infer(&[&x, &s8]),
+            Err(OpError::Shape(_))
+        ));
+        assert!(matches!(
+            LayerNorm::new(3, 1e-5).infer(&[&x, &s16]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(matches!(
+            LayerNorm::new(-1, 1e-5).infer(&[&x]),
+            Err(OpError::Arity { .. })
+        ));
+    }
+
+    #[test]
+    fn dropout_is_identity() {
+        let x = f64t(&[3], &[1., -2., 3.]);
+        assert_eq!(run(&Dropout::new(0.5), &[&x]), x);
+        let t = x.ty();
+        assert!(matches!(
+            Dropout::new(1.0).infer(&[&t]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(matches!(
+            Dropout::new(-0.1).infer(&[&t]),
+            Err(OpError::Attr(_))
+        ));
+        assert_eq!(Dropout::new(0.5).fusion_kind(), FusionKind::Elementwise);
+    }
+
+    #[test]
+    fn attrs_roundtrip_and_defaults() {
+        roundtrip(&Softmax::new(1, true));
+        roundtrip(&BatchNorm::new(1e-3));
+        roundtrip(&LayerNorm::new(-2, 1e-6));
+        roundtrip(&Dropout::new(0.1));
+        let mut r = AttrReader::default();
+        assert_eq!(
+            Softmax::parse("softmax", &mut r).unwrap(),
+            Softmax::new(-1, false)
+        );
+        assert_eq!(
+            BatchNorm::parse("batch_norm", &mut r).unwrap(),
+            BatchNorm::new(1e-5)
+        );
+        assert_eq!(
+            LayerNorm::parse("layer_norm", &mut r).unwrap(),
+            LayerNorm::new(-1, 1e-5)
+        );
+        assert_eq!(
+            Dropout::parse("dropout", &mut r).unwrap(),
+            Dropout::new(0.5)
+        );
+        let mut r = AttrReader::new(vec![("ratio".into(), crate::attr::AttrValue::Float(1.5))]);
+        assert!(Dropout::parse("dropout", &mut r).is_err());
+        let mut w = AttrWriter::default();
+        LayerNorm::new(-1, 1e-5).write_attrs(&mut w);
+        let names: Vec<&str> = w.items.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["axis", "epsilon"]);
+        assert_eq!(BatchNorm::new(1e-5).fusion_kind(), FusionKind::Broadcast);
+        assert_eq!(
+            LayerNorm::new(-1, 1e-5).fusion_kind(),
+            FusionKind::Reduction
+        );
+    }
 }
