@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), String> {
-    let dir = std::env::args().nth(1).map_or_else(|| PathBuf::from("examples/models"), PathBuf::from);
+    let dir = std::env::args()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("examples/models"), PathBuf::from);
     for (name, _) in kiln::examples::MODELS {
         let kir = dir.join(format!("{name}.kir"));
         let src = std::fs::read_to_string(&kir).map_err(|e| format!("{}: {e}", kir.display()))?;

@@ -4,8 +4,14 @@
 pub const MODELS: &[(&str, &str)] = &[
     ("mlp", include_str!("../examples/models/mlp.kir")),
     ("lenet5", include_str!("../examples/models/lenet5.kir")),
-    ("vgg_small", include_str!("../examples/models/vgg_small.kir")),
-    ("resnet_block", include_str!("../examples/models/resnet_block.kir")),
+    (
+        "vgg_small",
+        include_str!("../examples/models/vgg_small.kir"),
+    ),
+    (
+        "resnet_block",
+        include_str!("../examples/models/resnet_block.kir"),
+    ),
 ];
 
 /// The seed `gen_weights` uses for the committed safetensors files.

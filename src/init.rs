@@ -21,15 +21,25 @@ fn name_seed(name: &str, seed: u64) -> u64 {
 /// Uniform values in `[lo, hi)` of the given type (floats), or integers in
 /// `[lo, hi)` (integer types), or fair booleans.
 pub fn uniform(name: &str, seed: u64, ty: &TensorType, lo: f64, hi: f64) -> Result<Tensor, String> {
-    let dims = ty.shape.concrete().ok_or_else(|| format!("`{name}` has unbound dimensions: {ty}"))?;
+    let dims = ty
+        .shape
+        .concrete()
+        .ok_or_else(|| format!("`{name}` has unbound dimensions: {ty}"))?;
     let n: usize = dims.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(name_seed(name, seed));
     let vals: Vec<f64> = if ty.dtype.is_float() {
-        (0..n).map(|_| lo + (hi - lo) * rng.random::<f64>()).collect()
+        (0..n)
+            .map(|_| lo + (hi - lo) * rng.random::<f64>())
+            .collect()
     } else if ty.dtype == DType::Bool {
-        (0..n).map(|_| f64::from(u8::from(rng.random::<bool>()))).collect()
+        (0..n)
+            .map(|_| f64::from(u8::from(rng.random::<bool>())))
+            .collect()
     } else {
-        let (l, h) = (lo.ceil() as i64, (hi.ceil() as i64).max(lo.ceil() as i64 + 1));
+        let (l, h) = (
+            lo.ceil() as i64,
+            (hi.ceil() as i64).max(lo.ceil() as i64 + 1),
+        );
         (0..n).map(|_| rng.random_range(l..h) as f64).collect()
     };
     Tensor::from_vec_f64(ty.dtype, &dims, vals)

@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 use kiln::ir::{self, Model, Tensor};
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Compile and run neural-network graphs", after_help = "Examples:\n  kiln print examples/models/mlp.kir\n  kiln run examples/models/lenet5.kir --dim N=4 --output-dir out/\n  kiln demo")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Compile and run neural-network graphs",
+    after_help = "Examples:\n  kiln print examples/models/mlp.kir\n  kiln run examples/models/lenet5.kir --dim N=4 --output-dir out/\n  kiln demo"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -25,7 +30,9 @@ enum Cmd {
         model: PathBuf,
     },
     /// Run a model on the reference interpreter and summarise its outputs.
-    #[command(after_help = "Examples:\n  kiln run examples/models/mlp.kir --dim N=64\n  kiln run examples/models/mlp.kir --input x=x.npy --output-dir out/")]
+    #[command(
+        after_help = "Examples:\n  kiln run examples/models/mlp.kir --dim N=64\n  kiln run examples/models/mlp.kir --input x=x.npy --output-dir out/"
+    )]
     Run {
         /// A `.kir` file (weights are read from the `.safetensors` beside it).
         model: PathBuf,
@@ -69,12 +76,18 @@ fn main() -> ExitCode {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Print { model } => {
-            let src = std::fs::read_to_string(&model).with_context(|| format!("reading {}", model.display()))?;
+            let src = std::fs::read_to_string(&model)
+                .with_context(|| format!("reading {}", model.display()))?;
             let g = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?;
             print!("{}", ir::print(&g));
             Ok(())
         }
-        Cmd::Run { model, inputs, dims, output_dir } => {
+        Cmd::Run {
+            model,
+            inputs,
+            dims,
+            output_dir,
+        } => {
             let m = Model::load_kir(&model)?;
             run_model(m, &inputs, &dims, output_dir.as_deref())
         }
@@ -83,11 +96,18 @@ fn real_main() -> Result<()> {
 }
 
 fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
-    let (k, v) = s.split_once('=').ok_or_else(|| anyhow!("{what} `{s}` must look like NAME=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{what} `{s}` must look like NAME=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
-fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Option<&Path>) -> Result<()> {
+fn run_model(
+    mut m: Model,
+    inputs: &[String],
+    dims: &[String],
+    output_dir: Option<&Path>,
+) -> Result<()> {
     let mut given: HashMap<String, Tensor> = HashMap::new();
     for s in inputs {
         let (name, file) = parse_kv(s, "--input")?;
@@ -97,7 +117,9 @@ fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Optio
     let mut bound: BTreeMap<String, usize> = ir::interp::dims_from_inputs(&m.graph, &given)?;
     for s in dims {
         let (k, v) = parse_kv(s, "--dim")?;
-        let n: usize = v.parse().map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?;
+        let n: usize = v
+            .parse()
+            .map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?;
         if let Some(&prev) = bound.get(&k) {
             if prev != n {
                 bail!("--dim {k}={n} conflicts with the given inputs, which have {k}={prev}");
@@ -106,19 +128,26 @@ fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Optio
         bound.insert(k, n);
     }
     for sym in m.graph.symbols() {
-        if !bound.contains_key(&sym) {
-            println!("note: dimension {sym} is not bound; using {sym}=1 (pass --dim {sym}=...)");
-            bound.insert(sym, 1);
+        if let std::collections::btree_map::Entry::Vacant(e) = bound.entry(sym) {
+            println!(
+                "note: dimension {0} is not bound; using {0}=1 (pass --dim {0}=...)",
+                e.key()
+            );
+            e.insert(1);
         }
     }
     m.graph.bind_dims(&bound)?;
     for &v in m.graph.inputs() {
         let val = m.graph.value(v);
         let name = val.name.clone().unwrap_or_default();
-        if !given.contains_key(&name) {
-            let t = kiln::init::random_input(&name, &val.ty).map_err(|e| anyhow!(e))?;
-            println!("note: input `{name}` not given; using deterministic pseudo-random data {}", val.ty);
-            given.insert(name, t);
+        if let std::collections::hash_map::Entry::Vacant(e) = given.entry(name) {
+            let t = kiln::init::random_input(e.key(), &val.ty).map_err(|e| anyhow!(e))?;
+            println!(
+                "note: input `{}` not given; using deterministic pseudo-random data {}",
+                e.key(),
+                val.ty
+            );
+            e.insert(t);
         }
     }
     let t0 = Instant::now();
@@ -127,7 +156,11 @@ fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Optio
     for (name, t) in &outs {
         println!("{}", summarize(name, t));
     }
-    println!("ran {} nodes on the reference interpreter in {:.2} ms", m.graph.node_count(), dt.as_secs_f64() * 1e3);
+    println!(
+        "ran {} nodes on the reference interpreter in {:.2} ms",
+        m.graph.node_count(),
+        dt.as_secs_f64() * 1e3
+    );
     if let Some(dir) = output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, t) in &outs {
@@ -140,18 +173,34 @@ fn run_model(mut m: Model, inputs: &[String], dims: &[String], output_dir: Optio
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `logits: f32[4,10] min -0.41 max 0.37 mean 0.012 [0.1, -0.2, ...]`
 fn summarize(name: &str, t: &Tensor) -> String {
     let v = t.values_f64();
     let n = v.len().max(1) as f64;
-    let (mn, mx) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let (mn, mx) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
     let mean = v.iter().sum::<f64>() / n;
     let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.5}")).collect();
     let more = if v.len() > 6 { ", ..." } else { "" };
-    format!("{name}: {} min {mn:.5} max {mx:.5} mean {mean:.5} [{}{more}]", t.ty(), head.join(", "))
+    format!(
+        "{name}: {} min {mn:.5} max {mx:.5} mean {mean:.5} [{}{more}]",
+        t.ty(),
+        head.join(", ")
+    )
 }
 
 fn demo(name: &str, batch: usize) -> Result<()> {
@@ -160,12 +209,21 @@ fn demo(name: &str, batch: usize) -> Result<()> {
         anyhow!("no embedded model `{name}` (have: {})", names.join(", "))
     })?;
     println!("kiln demo: {name} (embedded example), batch {batch}");
+    match kiln::runtime::host::host_target() {
+        Ok(h) => println!(
+            "  host: {} ({} Cranelift ISA features)",
+            h.triple,
+            h.features.len()
+        ),
+        Err(e) => println!("  host: {e}"),
+    }
     let t0 = Instant::now();
     let mut g = ir::parse(src).map_err(|e| anyhow!("embedded {name}.kir:{e}"))?;
     let dims: BTreeMap<String, usize> = g.symbols().into_iter().map(|s| (s, batch)).collect();
     g.bind_dims(&dims)?;
     ir::verify(&g)?;
-    let weights = kiln::init::init_weights(&g, kiln::examples::WEIGHT_SEED).map_err(|e| anyhow!(e))?;
+    let weights =
+        kiln::init::init_weights(&g, kiln::examples::WEIGHT_SEED).map_err(|e| anyhow!(e))?;
     let params: usize = weights.0.values().map(|t| t.len()).sum();
     println!(
         "  parsed and verified: {} nodes, {} params ({:.1} KiB of weights) in {:.2} ms",
@@ -178,11 +236,17 @@ fn demo(name: &str, batch: usize) -> Result<()> {
     for &v in g.inputs() {
         let val = g.value(v);
         let name = val.name.clone().unwrap_or_default();
-        inputs.insert(name.clone(), kiln::init::random_input(&name, &val.ty).map_err(|e| anyhow!(e))?);
+        inputs.insert(
+            name.clone(),
+            kiln::init::random_input(&name, &val.ty).map_err(|e| anyhow!(e))?,
+        );
     }
     let t1 = Instant::now();
     let outs = ir::run(&g, &weights, &inputs)?;
-    println!("  ran on the reference interpreter in {:.2} ms", t1.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "  ran on the reference interpreter in {:.2} ms",
+        t1.elapsed().as_secs_f64() * 1e3
+    );
     for (name, t) in &outs {
         println!("  {}", summarize(name, t));
     }

@@ -43,7 +43,11 @@ pub fn write(path: &Path, t: &Tensor) -> Result<(), String> {
         Tensor::U8(a) => a.write_npy(f),
         Tensor::Bool(a) => a.write_npy(f),
         // numpy has f16 but ndarray-npy does not; widen to f32 rather than fail.
-        Tensor::F16(_) | Tensor::BF16(_) => t.cast(kiln_ir::DType::F32).to_f64().mapv(|x| x as f32).write_npy(f),
+        Tensor::F16(_) | Tensor::BF16(_) => t
+            .cast(kiln_ir::DType::F32)
+            .to_f64()
+            .mapv(|x| x as f32)
+            .write_npy(f),
     };
     r.map_err(|e| format!("{}: {e}", path.display()))
 }

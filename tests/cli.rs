@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("kiln runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -57,28 +60,56 @@ fn print_roundtrips_every_example_byte_for_byte() {
 fn run_every_example_and_write_npy() {
     for m in models() {
         let out = tmpdir(m.file_stem().unwrap().to_str().unwrap());
-        let o = kiln(&["run", m.to_str().unwrap(), "--dim", "N=2", "--output-dir", out.to_str().unwrap()]);
+        let o = kiln(&[
+            "run",
+            m.to_str().unwrap(),
+            "--dim",
+            "N=2",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}: {}", m.display(), stderr(&o));
         let s = stdout(&o);
-        assert!(s.contains("not given; using deterministic pseudo-random data"), "{s}");
+        assert!(
+            s.contains("not given; using deterministic pseudo-random data"),
+            "{s}"
+        );
         assert!(s.contains("wrote "), "{s}");
         let npys: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
         assert!(!npys.is_empty());
         // Deterministic: a second run gives identical bytes.
-        let out2 = tmpdir(&format!("{}-again", m.file_stem().unwrap().to_str().unwrap()));
-        let o2 = kiln(&["run", m.to_str().unwrap(), "--dim", "N=2", "--output-dir", out2.to_str().unwrap()]);
+        let out2 = tmpdir(&format!(
+            "{}-again",
+            m.file_stem().unwrap().to_str().unwrap()
+        ));
+        let o2 = kiln(&[
+            "run",
+            m.to_str().unwrap(),
+            "--dim",
+            "N=2",
+            "--output-dir",
+            out2.to_str().unwrap(),
+        ]);
         assert!(o2.status.success());
         for e in std::fs::read_dir(&out).unwrap() {
             let p = e.unwrap().path();
             let q = out2.join(p.file_name().unwrap());
-            assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap(), "{}", p.display());
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                std::fs::read(&q).unwrap(),
+                "{}",
+                p.display()
+            );
         }
     }
 }
 
 #[test]
 fn unbound_dimension_defaults_to_one_and_says_so() {
-    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let m = models()
+        .into_iter()
+        .find(|p| p.ends_with("mlp.kir"))
+        .unwrap();
     let o = kiln(&["run", m.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
@@ -98,10 +129,17 @@ fn demo_runs_a_real_model() {
 fn malformed_kir_reports_file_line_and_column() {
     let d = tmpdir("malformed");
     let p = d.join("bad.kir");
-    std::fs::write(&p, "graph g {\n  input %x: f32[2]\n  %y = relu(%x\n  output y = %y\n}\n").unwrap();
+    std::fs::write(
+        &p,
+        "graph g {\n  input %x: f32[2]\n  %y = relu(%x\n  output y = %y\n}\n",
+    )
+    .unwrap();
     for cmd in ["print", "run"] {
         let err = assert_clean_failure(&kiln(&[cmd, p.to_str().unwrap()]));
-        assert!(err.contains(&format!("{}:4:3: expected `,`", p.display())), "{err}");
+        assert!(
+            err.contains(&format!("{}:4:3: expected `,`", p.display())),
+            "{err}"
+        );
     }
 }
 
@@ -115,20 +153,44 @@ fn shape_mismatch_names_the_node_and_position() {
     )
     .unwrap();
     let err = assert_clean_failure(&kiln(&["run", p.to_str().unwrap()]));
-    assert!(err.contains(&format!("{}:4:8: matmul: shape error", p.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:4:8: matmul: shape error", p.display())),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_input_shape_is_a_clear_error() {
     let d = tmpdir("input");
-    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let m = models()
+        .into_iter()
+        .find(|p| p.ends_with("mlp.kir"))
+        .unwrap();
     let x = d.join("x.npy");
     kiln::npy::write(&x, &kiln::ir::Tensor::f32(&[2, 3], vec![0.0; 6])).unwrap();
-    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", &format!("x={}", x.display())]));
+    let err = assert_clean_failure(&kiln(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+    ]));
     assert!(err.contains("input `x`: expected shape [2, 784]"), "{err}");
-    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", &format!("nope={}", x.display())]));
-    assert!(err.contains("input `nope`: the graph has no such input"), "{err}");
-    let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--input", "x=/no/such/file.npy"]));
+    let err = assert_clean_failure(&kiln(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        &format!("nope={}", x.display()),
+    ]));
+    assert!(
+        err.contains("input `nope`: the graph has no such input"),
+        "{err}"
+    );
+    let err = assert_clean_failure(&kiln(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        "x=/no/such/file.npy",
+    ]));
     assert!(err.contains("/no/such/file.npy"), "{err}");
 }
 
@@ -161,7 +223,10 @@ fn missing_and_mismatched_weights_are_reported_together() {
 
 #[test]
 fn bad_flags_are_clear() {
-    let m = models().into_iter().find(|p| p.ends_with("mlp.kir")).unwrap();
+    let m = models()
+        .into_iter()
+        .find(|p| p.ends_with("mlp.kir"))
+        .unwrap();
     let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--dim", "N"]));
     assert!(err.contains("must look like NAME=VALUE"), "{err}");
     let err = assert_clean_failure(&kiln(&["run", m.to_str().unwrap(), "--dim", "N=lots"]));

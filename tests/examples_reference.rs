@@ -12,7 +12,12 @@ fn check_model(name: &str, outputs: &[&str]) {
     let out = std::env::temp_dir().join(format!("kiln-ref-{name}-{}", std::process::id()));
     let x = data.join(format!("{name}_x.npy"));
     let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["run", model.to_str().unwrap(), "--input", &format!("x={}", x.display())])
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", x.display()),
+        ])
         .args(["--output-dir", out.to_str().unwrap()])
         .output()
         .unwrap();
@@ -23,7 +28,8 @@ fn check_model(name: &str, outputs: &[&str]) {
         let got = kiln::npy::read(&out.join(format!("{k}.npy"))).unwrap();
         let want = kiln::npy::read(&data.join(format!("{name}_expected_{k}.npy"))).unwrap();
         // numpy computed in f64 and rounded once; kiln rounds after every op.
-        kiln::ir::tensor::allclose(&got, &want, 1e-4, 1e-5).unwrap_or_else(|e| panic!("{name}/{k}: {e}"));
+        kiln::ir::tensor::allclose(&got, &want, 1e-4, 1e-5)
+            .unwrap_or_else(|e| panic!("{name}/{k}: {e}"));
     }
 }
 

@@ -12,13 +12,20 @@ use kiln::ir::{self, Weights};
 /// (row-major values) within `tol`.
 fn check(src: &str, expected: &[(&str, &[usize], &[f64])], tol: f64) {
     let g = ir::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
-    let outs = ir::run(&g, &Weights::default(), &HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let outs =
+        ir::run(&g, &Weights::default(), &HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{src}"));
     for (name, shape, want) in expected {
-        let (_, t) = outs.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no output {name}"));
+        let (_, t) = outs
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no output {name}"));
         assert_eq!(t.shape(), *shape, "output {name}");
         let got = t.values_f64();
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!((g - w).abs() <= tol, "output {name}[{i}]: got {g}, expected {w} (all: {got:?})");
+            assert!(
+                (g - w).abs() <= tol,
+                "output {name}[{i}]: got {g}, expected {w} (all: {got:?})"
+            );
         }
     }
 }
@@ -47,15 +54,31 @@ fn hinge_graph(scores: &str, onehot: &str, n: usize) -> String {
 #[test]
 fn hinge_loss_cs231n_695_45() {
     // Cat is the correct class with score -96.8; the others 437.9 and 61.95.
-    check(&hinge_graph("-96.8, 437.9, 61.95", "1.0, 0.0, 0.0", 3), &[("loss", &[], &[695.45])], 1e-9);
+    check(
+        &hinge_graph("-96.8, 437.9, 61.95", "1.0, 0.0, 0.0", 3),
+        &[("loss", &[], &[695.45])],
+        1e-9,
+    );
 }
 
 #[test]
 fn hinge_loss_cs7643_2_9_and_derived_columns() {
-    check(&hinge_graph("3.2, 5.1, -1.7", "1.0, 0.0, 0.0", 3), &[("loss", &[], &[2.9])], 1e-9);
+    check(
+        &hinge_graph("3.2, 5.1, -1.7", "1.0, 0.0, 0.0", 3),
+        &[("loss", &[], &[2.9])],
+        1e-9,
+    );
     // Derived (not printed in the notes): car column → 0, frog column → 12.9.
-    check(&hinge_graph("1.3, 4.9, 2.0", "0.0, 1.0, 0.0", 3), &[("loss", &[], &[0.0])], 1e-9);
-    check(&hinge_graph("2.2, 2.5, -3.1", "0.0, 0.0, 1.0", 3), &[("loss", &[], &[12.9])], 1e-9);
+    check(
+        &hinge_graph("1.3, 4.9, 2.0", "0.0, 1.0, 0.0", 3),
+        &[("loss", &[], &[0.0])],
+        1e-9,
+    );
+    check(
+        &hinge_graph("2.2, 2.5, -3.1", "0.0, 0.0, 1.0", 3),
+        &[("loss", &[], &[12.9])],
+        1e-9,
+    );
 }
 
 #[test]
@@ -69,7 +92,14 @@ fn softmax_cross_entropy_0_13_0_87() {
   output p = %p
   output loss = %nll
 }";
-    check(src, &[("p", &[3], &[0.129983, 0.869050, 0.000968]), ("loss", &[1], &[2.0404])], 1e-4);
+    check(
+        src,
+        &[
+            ("p", &[3], &[0.129983, 0.869050, 0.000968]),
+            ("loss", &[1], &[2.0404]),
+        ],
+        1e-4,
+    );
 }
 
 #[test]
@@ -168,7 +198,15 @@ fn binary_image_convolution() {
   %y = conv(%img, %k)
   output y = %y
 }";
-    check(src, &[("y", &[1, 1, 3, 3], &[4.0, 3.0, 4.0, 2.0, 4.0, 3.0, 2.0, 3.0, 4.0])], 0.0);
+    check(
+        src,
+        &[(
+            "y",
+            &[1, 1, 3, 3],
+            &[4.0, 3.0, 4.0, 2.0, 4.0, 3.0, 2.0, 3.0, 4.0],
+        )],
+        0.0,
+    );
 }
 
 #[test]
@@ -182,7 +220,14 @@ fn sobel_cross_correlation_65_plus_bias() {
   output y = %y
   output yb = %yb
 }";
-    check(src, &[("y", &[1, 1, 1, 1], &[65.0]), ("yb", &[1, 1, 1, 1], &[65.5])], 0.0);
+    check(
+        src,
+        &[
+            ("y", &[1, 1, 1, 1], &[65.0]),
+            ("yb", &[1, 1, 1, 1], &[65.5]),
+        ],
+        0.0,
+    );
 }
 
 #[test]
@@ -196,7 +241,15 @@ fn max_200_and_average_90_pooling() {
   output av = %av
   output gav = %gav
 }";
-    check(src, &[("mx", &[1, 1, 1, 1], &[200.0]), ("av", &[1, 1, 1, 1], &[90.0]), ("gav", &[1, 1, 1, 1], &[90.0])], 1e-9);
+    check(
+        src,
+        &[
+            ("mx", &[1, 1, 1, 1], &[200.0]),
+            ("av", &[1, 1, 1, 1], &[90.0]),
+            ("gav", &[1, 1, 1, 1], &[90.0]),
+        ],
+        1e-9,
+    );
 }
 
 #[test]
@@ -206,7 +259,11 @@ fn max_pool_stride_1_unpool_example_forward() {
   %y = max_pool(%x) {kernel = [2, 2], strides = [1, 1]}
   output y = %y
 }";
-    check(src, &[("y", &[1, 1, 2, 2], &[150.0, 150.0, 100.0, 110.0])], 0.0);
+    check(
+        src,
+        &[("y", &[1, 1, 2, 2], &[150.0, 150.0, 100.0, 110.0])],
+        0.0,
+    );
 }
 
 #[test]
@@ -217,7 +274,10 @@ fn transposed_convolution_stamps() {
   %y = conv_transpose(%x, %k)
   output y = %y
 }";
-    let want = [120.0, 30.0, -30.0, -120.0, 340.0, 10.0, 0.0, -350.0, 225.0, -100.0, 105.0, -230.0, 50.0, 0.0, -30.0, -20.0];
+    let want = [
+        120.0, 30.0, -30.0, -120.0, 340.0, 10.0, 0.0, -350.0, 225.0, -100.0, 105.0, -230.0, 50.0,
+        0.0, -30.0, -20.0,
+    ];
     check(src, &[("y", &[1, 1, 4, 4], &want)], 0.0);
 }
 
@@ -227,10 +287,30 @@ fn conv_output_sizes() {
     // filters and pad 2 → 32x32x10; AlexNet CONV1 → 55x55x96.
     let cases: &[(&str, &str, &str, &str)] = &[
         ("f32[1,1,7,7]", "f32[1,1,3,3]", "", "f32[1,1,5,5]"),
-        ("f32[1,1,7,7]", "f32[1,1,3,3]", "{strides = [2, 2]}", "f32[1,1,3,3]"),
-        ("f32[1,1,7,7]", "f32[1,1,3,3]", "{pads = [1, 1, 1, 1]}", "f32[1,1,7,7]"),
-        ("f32[1,3,32,32]", "f32[10,3,5,5]", "{pads = [2, 2, 2, 2]}", "f32[1,10,32,32]"),
-        ("f32[1,3,227,227]", "f32[96,3,11,11]", "{strides = [4, 4]}", "f32[1,96,55,55]"),
+        (
+            "f32[1,1,7,7]",
+            "f32[1,1,3,3]",
+            "{strides = [2, 2]}",
+            "f32[1,1,3,3]",
+        ),
+        (
+            "f32[1,1,7,7]",
+            "f32[1,1,3,3]",
+            "{pads = [1, 1, 1, 1]}",
+            "f32[1,1,7,7]",
+        ),
+        (
+            "f32[1,3,32,32]",
+            "f32[10,3,5,5]",
+            "{pads = [2, 2, 2, 2]}",
+            "f32[1,10,32,32]",
+        ),
+        (
+            "f32[1,3,227,227]",
+            "f32[96,3,11,11]",
+            "{strides = [4, 4]}",
+            "f32[1,96,55,55]",
+        ),
         ("f32[1,3,32,32]", "f32[6,3,5,5]", "", "f32[1,6,28,28]"),
         ("f32[1,6,28,28]", "f32[10,6,5,5]", "", "f32[1,10,24,24]"),
     ];
@@ -251,7 +331,10 @@ fn conv_output_sizes() {
 fn pooling_shape_224_to_112() {
     let src = "graph p {\n input %x: f32[1,64,224,224]\n %y = max_pool(%x) {kernel = [2, 2], strides = [2, 2]}\n output y = %y\n}";
     let g = ir::parse(src).unwrap();
-    assert_eq!(g.value(g.outputs()[0].1).ty.to_string(), "f32[1,64,112,112]");
+    assert_eq!(
+        g.value(g.outputs()[0].1).ty.to_string(),
+        "f32[1,64,112,112]"
+    );
 }
 
 #[test]

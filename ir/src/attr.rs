@@ -60,7 +60,11 @@ pub fn fmt_f64(x: f64) -> String {
     if x.is_nan() {
         "nan".into()
     } else if x.is_infinite() {
-        if x > 0.0 { "inf".into() } else { "-inf".into() }
+        if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         format!("{x:?}")
     }
@@ -140,16 +144,24 @@ pub struct AttrReader {
 
 impl AttrReader {
     pub fn new(items: Vec<(String, AttrValue)>) -> Self {
-        AttrReader { items: items.into_iter().map(|(k, v)| (k, v, false)).collect() }
+        AttrReader {
+            items: items.into_iter().map(|(k, v)| (k, v, false)).collect(),
+        }
     }
     fn take(&mut self, name: &str) -> Option<AttrValue> {
-        self.items.iter_mut().find(|(k, _, used)| k == name && !*used).map(|(_, v, used)| {
-            *used = true;
-            v.clone()
-        })
+        self.items
+            .iter_mut()
+            .find(|(k, _, used)| k == name && !*used)
+            .map(|(_, v, used)| {
+                *used = true;
+                v.clone()
+            })
     }
     fn err<T>(name: &str, want: &str, got: &AttrValue) -> Result<T, AttrError> {
-        Err(AttrError { attr: name.into(), msg: format!("expected {want}, found {}", got.kind()) })
+        Err(AttrError {
+            attr: name.into(),
+            msg: format!("expected {want}, found {}", got.kind()),
+        })
     }
     pub fn opt_int(&mut self, name: &str) -> Result<Option<i64>, AttrError> {
         match self.take(name) {
@@ -225,12 +237,19 @@ impl AttrReader {
     }
     /// Names of attributes that were given but never read.
     pub fn unused(&self) -> Vec<String> {
-        self.items.iter().filter(|(_, _, used)| !used).map(|(k, _, _)| k.clone()).collect()
+        self.items
+            .iter()
+            .filter(|(_, _, used)| !used)
+            .map(|(k, _, _)| k.clone())
+            .collect()
     }
 }
 
 fn missing(name: &str) -> AttrError {
-    AttrError { attr: name.into(), msg: "required but missing".into() }
+    AttrError {
+        attr: name.into(),
+        msg: "required but missing".into(),
+    }
 }
 
 /// Collects an op's attributes in declaration order, for printing and hashing.

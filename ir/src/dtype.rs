@@ -13,7 +13,10 @@ pub struct QuantParams {
 
 impl QuantParams {
     pub fn new(scale: f32, zero_point: i32) -> Self {
-        QuantParams { scale_bits: scale.to_bits(), zero_point }
+        QuantParams {
+            scale_bits: scale.to_bits(),
+            zero_point,
+        }
     }
     pub fn scale(&self) -> f32 {
         f32::from_bits(self.scale_bits)
@@ -57,7 +60,10 @@ impl DType {
         matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
     }
     pub fn is_int(self) -> bool {
-        matches!(self, DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64)
+        matches!(
+            self,
+            DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64
+        )
     }
     pub fn is_quantized(self) -> bool {
         matches!(self, DType::QI8(_) | DType::QU8(_))

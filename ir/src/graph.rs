@@ -81,7 +81,10 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
-        Graph { name: name.into(), ..Default::default() }
+        Graph {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     fn push_value(&mut self, name: Option<String>, ty: TensorType, def: ValueDef) -> ValueId {
@@ -107,7 +110,10 @@ impl Graph {
     pub fn add_node(&mut self, op: impl Into<Op>, inputs: &[ValueId]) -> Result<NodeId, NodeError> {
         let op = op.into();
         let tys: Vec<&TensorType> = inputs.iter().map(|v| &self.values[v.index()].ty).collect();
-        let out = op.infer(&tys).map_err(|err| NodeError { op: op.spelling(), err })?;
+        let out = op.infer(&tys).map_err(|err| NodeError {
+            op: op.spelling(),
+            err,
+        })?;
         Ok(self.add_node_typed(op, inputs, out, None))
     }
 
@@ -146,7 +152,11 @@ impl Graph {
     }
 
     fn link(&mut self, v: ValueId, consumer: NodeId, slot: usize) {
-        if let Some(Value { def: ValueDef::Node { node, .. }, .. }) = self.values.get(v.index()) {
+        if let Some(Value {
+            def: ValueDef::Node { node, .. },
+            ..
+        }) = self.values.get(v.index())
+        {
             if self.dag.contains_node(node.ix()) {
                 self.dag.add_edge(node.ix(), consumer.ix(), slot);
             }
@@ -201,7 +211,10 @@ impl Graph {
     }
     /// Live node ids, in id order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.dag.node_indices().map(|ix| NodeId(ix.index() as u32)).collect()
+        self.dag
+            .node_indices()
+            .map(|ix| NodeId(ix.index() as u32))
+            .collect()
     }
     pub fn node_count(&self) -> usize {
         self.dag.node_count()
@@ -263,7 +276,12 @@ impl Graph {
     /// first result's name, else its id, always with the op.
     pub fn label(&self, n: NodeId) -> String {
         let node = self.node(n);
-        let who = match (&node.name, node.outputs.first().and_then(|v| self.values[v.index()].name.as_ref())) {
+        let who = match (
+            &node.name,
+            node.outputs
+                .first()
+                .and_then(|v| self.values[v.index()].name.as_ref()),
+        ) {
             (Some(name), _) => format!("\"{name}\""),
             (None, Some(v)) => format!("%{v}"),
             (None, None) => format!("#{}", n.0),
@@ -285,7 +303,11 @@ impl Graph {
         let cap = self.dag.node_bound();
         let mut mark = vec![Mark::New; cap];
         let mut order = Vec::with_capacity(self.node_count());
-        let mut roots: Vec<NodeId> = self.outputs.iter().filter_map(|(_, v)| self.producer_live(*v)).collect();
+        let mut roots: Vec<NodeId> = self
+            .outputs
+            .iter()
+            .filter_map(|(_, v)| self.producer_live(*v))
+            .collect();
         roots.extend(self.node_ids());
         for root in roots {
             if mark[root.index()] != Mark::New {
@@ -331,12 +353,22 @@ impl Graph {
         self.inputs
             .iter()
             .chain(&self.params)
-            .flat_map(|v| self.values[v.index()].ty.shape.symbols().map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|v| {
+                self.values[v.index()]
+                    .ty
+                    .shape
+                    .symbols()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
     /// Bind symbolic dimensions to numbers and re-infer every node's types.
-    pub fn bind_dims(&mut self, dims: &BTreeMap<String, usize>) -> Result<(), crate::verify::VerifyError> {
+    pub fn bind_dims(
+        &mut self,
+        dims: &BTreeMap<String, usize>,
+    ) -> Result<(), crate::verify::VerifyError> {
         for v in self.inputs.clone().into_iter().chain(self.params.clone()) {
             let ty = &mut self.values[v.index()].ty;
             ty.shape = ty.shape.bind(dims);
@@ -347,17 +379,29 @@ impl Graph {
     /// Recompute every node's output types from its inputs, in order.
     pub fn reinfer(&mut self) -> Result<(), crate::verify::VerifyError> {
         use crate::verify::{VerifyError, VerifyErrorKind};
-        let order = self.order().map_err(|n| VerifyError::new(self, Some(n), VerifyErrorKind::Cycle))?;
+        let order = self
+            .order()
+            .map_err(|n| VerifyError::new(self, Some(n), VerifyErrorKind::Cycle))?;
         for n in order {
             let node = self.node(n);
-            let tys: Vec<&TensorType> = node.inputs.iter().map(|v| &self.values[v.index()].ty).collect();
-            let out = node.op.infer(&tys).map_err(|e| VerifyError::new(self, Some(n), VerifyErrorKind::Op(e)))?;
+            let tys: Vec<&TensorType> = node
+                .inputs
+                .iter()
+                .map(|v| &self.values[v.index()].ty)
+                .collect();
+            let out = node
+                .op
+                .infer(&tys)
+                .map_err(|e| VerifyError::new(self, Some(n), VerifyErrorKind::Op(e)))?;
             let outs = self.node(n).outputs.clone();
             if out.len() != outs.len() {
                 return Err(VerifyError::new(
                     self,
                     Some(n),
-                    VerifyErrorKind::OutputCount { declared: outs.len(), inferred: out.len() },
+                    VerifyErrorKind::OutputCount {
+                        declared: outs.len(),
+                        inferred: out.len(),
+                    },
                 ));
             }
             for (v, ty) in outs.iter().zip(out) {

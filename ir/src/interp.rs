@@ -24,7 +24,10 @@ pub enum RunError {
 
 /// Work out symbolic dimensions from the shapes of the given inputs
 /// (`f32[N,784]` given a 64×784 tensor binds N=64). Conflicts are errors.
-pub fn dims_from_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<BTreeMap<String, usize>, RunError> {
+pub fn dims_from_inputs(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<BTreeMap<String, usize>, RunError> {
     let mut dims = BTreeMap::new();
     for &v in g.inputs() {
         let val = g.value(v);
@@ -33,7 +36,12 @@ pub fn dims_from_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<B
         if t.shape().len() != val.ty.rank() {
             return Err(RunError::Input {
                 name,
-                msg: format!("expected rank {} ({}), got shape {:?}", val.ty.rank(), val.ty, t.shape()),
+                msg: format!(
+                    "expected rank {} ({}), got shape {:?}",
+                    val.ty.rank(),
+                    val.ty,
+                    t.shape()
+                ),
             });
         }
         for (d, &n) in val.ty.shape.dims().iter().zip(t.shape()) {
@@ -54,31 +62,60 @@ pub fn dims_from_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<B
 }
 
 /// Run `g` (all dimensions bound) on named inputs. Returns outputs in order.
-pub fn run(g: &Graph, weights: &Weights, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
-    let order = g.order().map_err(|n| RunError::Graph(format!("node {} is part of a cycle", g.label(n))))?;
+pub fn run(
+    g: &Graph,
+    weights: &Weights,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>, RunError> {
+    let order = g
+        .order()
+        .map_err(|n| RunError::Graph(format!("node {} is part of a cycle", g.label(n))))?;
     let mut slots: Vec<Option<Tensor>> = vec![None; g.num_values()];
 
     for name in inputs.keys() {
-        if !g.inputs().iter().any(|&v| g.value(v).name.as_deref() == Some(name)) {
-            let known: Vec<&str> = g.inputs().iter().filter_map(|&v| g.value(v).name.as_deref()).collect();
+        if !g
+            .inputs()
+            .iter()
+            .any(|&v| g.value(v).name.as_deref() == Some(name))
+        {
+            let known: Vec<&str> = g
+                .inputs()
+                .iter()
+                .filter_map(|&v| g.value(v).name.as_deref())
+                .collect();
             return Err(RunError::Input {
                 name: name.clone(),
-                msg: format!("the graph has no such input (its inputs: {})", known.join(", ")),
+                msg: format!(
+                    "the graph has no such input (its inputs: {})",
+                    known.join(", ")
+                ),
             });
         }
     }
     for &v in g.inputs() {
         let val = g.value(v);
         let name = val.name.clone().unwrap_or_default();
-        let t = inputs.get(&name).ok_or_else(|| RunError::Input { name: name.clone(), msg: "not given".into() })?;
-        check_type(t, &val.ty).map_err(|msg| RunError::Input { name: name.clone(), msg })?;
+        let t = inputs.get(&name).ok_or_else(|| RunError::Input {
+            name: name.clone(),
+            msg: "not given".into(),
+        })?;
+        check_type(t, &val.ty).map_err(|msg| RunError::Input {
+            name: name.clone(),
+            msg,
+        })?;
         slots[v.index()] = Some(t.clone());
     }
     for &v in g.params() {
         let val = g.value(v);
         let name = val.name.clone().unwrap_or_default();
-        let t = weights.get(&name).ok_or_else(|| RunError::Param { name: name.clone(), msg: "no weight given".into() })?;
-        check_type(t, &val.ty).map_err(|msg| RunError::Param { name: name.clone(), msg })?;
+        let t = weights.get(&name).ok_or_else(|| RunError::Param {
+            name: name.clone(),
+            msg: "no weight given".into(),
+        })?;
+        check_type(t, &val.ty).map_err(|msg| RunError::Param {
+            name: name.clone(),
+            msg,
+        })?;
         slots[v.index()] = Some(t.clone());
     }
 
@@ -101,17 +138,29 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &HashMap<String, Tensor>) -> Re
             .iter()
             .map(|v| slots[v.index()].as_ref())
             .collect::<Option<_>>()
-            .ok_or_else(|| RunError::Node { label: label(), msg: "an input was not computed".into() })?;
-        let outs = node.op.eval(&args).map_err(|e| RunError::Node { label: label(), msg: e.to_string() })?;
+            .ok_or_else(|| RunError::Node {
+                label: label(),
+                msg: "an input was not computed".into(),
+            })?;
+        let outs = node.op.eval(&args).map_err(|e| RunError::Node {
+            label: label(),
+            msg: e.to_string(),
+        })?;
         if outs.len() != node.outputs.len() {
             return Err(RunError::Node {
                 label: label(),
-                msg: format!("produced {} results, expected {}", outs.len(), node.outputs.len()),
+                msg: format!(
+                    "produced {} results, expected {}",
+                    outs.len(),
+                    node.outputs.len()
+                ),
             });
         }
         for (k, (&v, t)) in node.outputs.iter().zip(outs).enumerate() {
-            check_type(&t, &g.value(v).ty)
-                .map_err(|msg| RunError::Node { label: label(), msg: format!("result {k}: {msg}") })?;
+            check_type(&t, &g.value(v).ty).map_err(|msg| RunError::Node {
+                label: label(),
+                msg: format!("result {k}: {msg}"),
+            })?;
             slots[v.index()] = Some(t);
         }
         for &v in &node.inputs {
@@ -136,15 +185,25 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &HashMap<String, Tensor>) -> Re
 fn check_type(t: &Tensor, ty: &crate::shape::TensorType) -> Result<(), String> {
     let Some(dims) = ty.shape.concrete() else {
         let syms: Vec<&str> = ty.shape.symbols().collect();
-        return Err(format!("type {ty} has unbound dimensions ({}); bind them with --dim", syms.join(", ")));
+        return Err(format!(
+            "type {ty} has unbound dimensions ({}); bind them with --dim",
+            syms.join(", ")
+        ));
     };
     let storage_ok = t.dtype() == ty.dtype
-        || matches!((ty.dtype, t.dtype()), (crate::DType::QI8(_), crate::DType::I8) | (crate::DType::QU8(_), crate::DType::U8));
+        || matches!(
+            (ty.dtype, t.dtype()),
+            (crate::DType::QI8(_), crate::DType::I8) | (crate::DType::QU8(_), crate::DType::U8)
+        );
     if !storage_ok {
         return Err(format!("expected dtype {}, got {}", ty.dtype, t.dtype()));
     }
     if t.shape() != dims.as_slice() {
-        return Err(format!("expected shape {:?} ({ty}), got {:?}", dims, t.shape()));
+        return Err(format!(
+            "expected shape {:?} ({ty}), got {:?}",
+            dims,
+            t.shape()
+        ));
     }
     Ok(())
 }

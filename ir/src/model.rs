@@ -17,7 +17,10 @@ pub enum LoadError {
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
     #[error("{path}:{err}")]
-    Parse { path: String, err: crate::text::ParseError },
+    Parse {
+        path: String,
+        err: crate::text::ParseError,
+    },
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Weights(Vec<WeightsError>),
 }
@@ -31,14 +34,21 @@ impl Model {
     /// Parse and verify `path`; load the weights beside it if the graph has params.
     pub fn load_kir(path: &Path) -> Result<Model, LoadError> {
         let p = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| LoadError::Io { path: p.clone(), msg: e.to_string() })?;
-        let graph = crate::text::parse(&src).map_err(|err| LoadError::Parse { path: p.clone(), err })?;
+        let src = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?;
+        let graph = crate::text::parse(&src).map_err(|err| LoadError::Parse {
+            path: p.clone(),
+            err,
+        })?;
         let weights = if graph.params().is_empty() {
             Weights::default()
         } else {
             let wp = weights_path(path);
             let w = Weights::load(&wp).map_err(|e| LoadError::Weights(vec![e]))?;
-            w.check(&graph, &wp.display().to_string()).map_err(LoadError::Weights)?;
+            w.check(&graph, &wp.display().to_string())
+                .map_err(LoadError::Weights)?;
             w
         };
         Ok(Model { graph, weights })

@@ -71,7 +71,10 @@ pub type OpResult<T> = Result<T, OpError>;
 
 /// Shorthand for an attribute-validity error.
 pub fn attr_err<T>(attr: &str, msg: impl Into<String>) -> OpResult<T> {
-    Err(OpError::Attr(AttrError { attr: attr.into(), msg: msg.into() }))
+    Err(OpError::Attr(AttrError {
+        attr: attr.into(),
+        msg: msg.into(),
+    }))
 }
 pub fn shape_err<T>(msg: impl Into<String>) -> OpResult<T> {
     Err(OpError::Shape(msg.into()))
@@ -84,7 +87,10 @@ pub fn expect_arity<T>(inputs: &[T], n: usize) -> OpResult<()> {
     if inputs.len() == n {
         Ok(())
     } else {
-        Err(OpError::Arity { expected: n.to_string(), found: inputs.len() })
+        Err(OpError::Arity {
+            expected: n.to_string(),
+            found: inputs.len(),
+        })
     }
 }
 /// Check the input count is within `lo..=hi`.
@@ -92,7 +98,10 @@ pub fn expect_arity_range<T>(inputs: &[T], lo: usize, hi: usize) -> OpResult<()>
     if (lo..=hi).contains(&inputs.len()) {
         Ok(())
     } else {
-        Err(OpError::Arity { expected: format!("{lo} to {hi}"), found: inputs.len() })
+        Err(OpError::Arity {
+            expected: format!("{lo} to {hi}"),
+            found: inputs.len(),
+        })
     }
 }
 

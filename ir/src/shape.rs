@@ -120,16 +120,25 @@ impl TensorType {
         TensorType { dtype, shape }
     }
     pub fn concrete(dtype: DType, dims: &[usize]) -> Self {
-        TensorType { dtype, shape: Shape::from_dims(dims) }
+        TensorType {
+            dtype,
+            shape: Shape::from_dims(dims),
+        }
     }
     pub fn rank(&self) -> usize {
         self.shape.rank()
     }
     pub fn with_shape(&self, shape: Shape) -> Self {
-        TensorType { dtype: self.dtype, shape }
+        TensorType {
+            dtype: self.dtype,
+            shape,
+        }
     }
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        TensorType { dtype, shape: self.shape.clone() }
+        TensorType {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
     /// Bytes needed to hold a value of this type, when its shape is known.
     pub fn size_bytes(&self) -> Option<usize> {

@@ -203,15 +203,31 @@ impl Tensor {
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * self.dtype().size_bytes());
         match self {
-            Tensor::F32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::F64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::F16(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::BF16(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::I8(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F32(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F64(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F16(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::BF16(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I8(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             Tensor::U8(a) => out.extend(a.iter().copied()),
-            Tensor::I16(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::I32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::I64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I16(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I32(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I64(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             Tensor::Bool(a) => out.extend(a.iter().map(|&b| b as u8)),
         }
         out

@@ -21,7 +21,11 @@ pub enum VerifyErrorKind {
     /// The op rejected its inputs or attributes (arity, dtype, shape, attribute).
     Op(OpError),
     /// The recorded output type differs from the inferred one.
-    TypeMismatch { output: usize, declared: TensorType, inferred: TensorType },
+    TypeMismatch {
+        output: usize,
+        declared: Box<TensorType>,
+        inferred: Box<TensorType>,
+    },
     /// The node records a different number of outputs than its op produces.
     OutputCount { declared: usize, inferred: usize },
     /// Two inputs/params share a name, or two outputs do.
@@ -40,7 +44,10 @@ pub struct VerifyError {
 
 impl VerifyError {
     pub fn new(g: &Graph, node: Option<NodeId>, kind: VerifyErrorKind) -> VerifyError {
-        let label = node.filter(|n| g.contains_node(*n)).map(|n| g.label(n)).unwrap_or_default();
+        let label = node
+            .filter(|n| g.contains_node(*n))
+            .map(|n| g.label(n))
+            .unwrap_or_default();
         VerifyError { node, label, kind }
     }
 }
@@ -48,14 +55,26 @@ impl VerifyError {
 impl fmt::Display for VerifyErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VerifyErrorKind::DanglingValue { slot } => write!(f, "{slot} uses a value that is not defined"),
+            VerifyErrorKind::DanglingValue { slot } => {
+                write!(f, "{slot} uses a value that is not defined")
+            }
             VerifyErrorKind::Cycle => write!(f, "the node is part of a cycle"),
             VerifyErrorKind::Op(e) => write!(f, "{e}"),
-            VerifyErrorKind::TypeMismatch { output, declared, inferred } => {
-                write!(f, "result {output} is declared {declared} but the op produces {inferred}")
+            VerifyErrorKind::TypeMismatch {
+                output,
+                declared,
+                inferred,
+            } => {
+                write!(
+                    f,
+                    "result {output} is declared {declared} but the op produces {inferred}"
+                )
             }
             VerifyErrorKind::OutputCount { declared, inferred } => {
-                write!(f, "declares {declared} results but the op produces {inferred}")
+                write!(
+                    f,
+                    "declares {declared} results but the op produces {inferred}"
+                )
             }
             VerifyErrorKind::DuplicateName(n) => write!(f, "the name `{n}` is defined twice"),
             VerifyErrorKind::NoOutputs => write!(f, "the graph has no outputs"),
@@ -92,7 +111,12 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             return err(None, VerifyErrorKind::DuplicateName(name.clone()));
         }
         if !g.is_live(*v) {
-            return err(None, VerifyErrorKind::DanglingValue { slot: format!("output `{name}`") });
+            return err(
+                None,
+                VerifyErrorKind::DanglingValue {
+                    slot: format!("output `{name}`"),
+                },
+            );
         }
     }
     if g.outputs().is_empty() {
@@ -103,13 +127,24 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     for n in g.node_ids() {
         for (slot, &v) in g.node(n).inputs.iter().enumerate() {
             if !g.is_live(v) {
-                return err(Some(n), VerifyErrorKind::DanglingValue { slot: format!("input {slot}") });
+                return err(
+                    Some(n),
+                    VerifyErrorKind::DanglingValue {
+                        slot: format!("input {slot}"),
+                    },
+                );
             }
         }
         for (k, &v) in g.node(n).outputs.iter().enumerate() {
-            let ok = v.index() < g.num_values() && g.value(v).def == (ValueDef::Node { node: n, index: k });
+            let ok = v.index() < g.num_values()
+                && g.value(v).def == (ValueDef::Node { node: n, index: k });
             if !ok {
-                return err(Some(n), VerifyErrorKind::DanglingValue { slot: format!("result {k}") });
+                return err(
+                    Some(n),
+                    VerifyErrorKind::DanglingValue {
+                        slot: format!("result {k}"),
+                    },
+                );
             }
         }
     }
@@ -128,7 +163,10 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         if inferred.len() != node.outputs.len() {
             return err(
                 Some(n),
-                VerifyErrorKind::OutputCount { declared: node.outputs.len(), inferred: inferred.len() },
+                VerifyErrorKind::OutputCount {
+                    declared: node.outputs.len(),
+                    inferred: inferred.len(),
+                },
             );
         }
         for (k, (v, ty)) in node.outputs.iter().zip(inferred).enumerate() {
@@ -136,7 +174,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             if *declared != ty {
                 return err(
                     Some(n),
-                    VerifyErrorKind::TypeMismatch { output: k, declared: declared.clone(), inferred: ty },
+                    VerifyErrorKind::TypeMismatch {
+                        output: k,
+                        declared: Box::new(declared.clone()),
+                        inferred: Box::new(ty),
+                    },
                 );
             }
         }

@@ -62,12 +62,20 @@ impl Weights {
 
     /// Decode a safetensors buffer. `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Weights, WeightsError> {
-        let file_err = |msg: String| WeightsError::File { path: origin.to_string(), msg };
-        let st = SafeTensors::deserialize(bytes).map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
+        let file_err = |msg: String| WeightsError::File {
+            path: origin.to_string(),
+            msg,
+        };
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
         let mut out = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let dtype = from_st(view.dtype())
-                .ok_or_else(|| file_err(format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
+            let dtype = from_st(view.dtype()).ok_or_else(|| {
+                file_err(format!(
+                    "tensor `{name}` has unsupported dtype {:?}",
+                    view.dtype()
+                ))
+            })?;
             let t = Tensor::from_le_bytes(dtype, view.shape(), view.data())
                 .map_err(|e| file_err(format!("tensor `{name}`: {e}")))?;
             out.insert(name, t);
@@ -76,8 +84,10 @@ impl Weights {
     }
 
     pub fn load(path: &Path) -> Result<Weights, WeightsError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| WeightsError::File { path: path.display().to_string(), msg: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|e| WeightsError::File {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
         Weights::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -95,14 +105,25 @@ impl Weights {
             .collect::<Result<_, WeightsError>>()?;
         let views: Vec<(String, TensorView<'_>)> = bytes
             .iter()
-            .map(|(k, b, s, d)| (k.clone(), TensorView::new(*d, s.clone(), b).expect("sizes match by construction")))
+            .map(|(k, b, s, d)| {
+                (
+                    k.clone(),
+                    TensorView::new(*d, s.clone(), b).expect("sizes match by construction"),
+                )
+            })
             .collect();
-        safetensors::serialize(views, None).map_err(|e| WeightsError::File { path: "<memory>".into(), msg: e.to_string() })
+        safetensors::serialize(views, None).map_err(|e| WeightsError::File {
+            path: "<memory>".into(),
+            msg: e.to_string(),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), WeightsError> {
         let bytes = self.to_bytes()?;
-        std::fs::write(path, bytes).map_err(|e| WeightsError::File { path: path.display().to_string(), msg: e.to_string() })
+        std::fs::write(path, bytes).map_err(|e| WeightsError::File {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })
     }
 
     /// Check that every param of `g` has a weight of the declared dtype and
@@ -113,7 +134,10 @@ impl Weights {
             let v = g.value(p);
             let name = v.name.clone().unwrap_or_default();
             match self.0.get(&name) {
-                None => errs.push(WeightsError::Param { name, msg: format!("missing from {origin}") }),
+                None => errs.push(WeightsError::Param {
+                    name,
+                    msg: format!("missing from {origin}"),
+                }),
                 Some(t) => {
                     let dims = v.ty.shape.concrete();
                     if t.dtype() != v.ty.dtype || dims.as_deref() != Some(t.shape()) {

@@ -70,16 +70,33 @@ fn float_attributes_roundtrip_exactly() {
             kiln_ir::AttrValue::Float(x) => *x,
             other => panic!("{other:?}"),
         };
-        assert_eq!(got.to_bits(), want.to_bits(), "alpha {alpha} printed as {printed}");
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "alpha {alpha} printed as {printed}"
+        );
     }
 }
 
 #[test]
 fn dtypes_and_quantized_types_roundtrip() {
     let mut src = String::from("graph g {\n");
-    for (i, d) in ["f32", "f64", "f16", "bf16", "i8", "u8", "i16", "i32", "i64", "bool", "qi8<0.5,-3>", "qu8<0.0078125,128>"]
-        .iter()
-        .enumerate()
+    for (i, d) in [
+        "f32",
+        "f64",
+        "f16",
+        "bf16",
+        "i8",
+        "u8",
+        "i16",
+        "i32",
+        "i64",
+        "bool",
+        "qi8<0.5,-3>",
+        "qu8<0.0078125,128>",
+    ]
+    .iter()
+    .enumerate()
     {
         src.push_str(&format!("  input %x{i}: {d}[2,N]\n  output o{i} = %x{i}\n"));
     }
@@ -96,7 +113,10 @@ fn scalar_types_roundtrip() {
 
 /// Parse `src` and return the error as `line:col: message`.
 fn parse_err(src: &str) -> String {
-    parse(src).map(|g| print(&g)).expect_err("expected a parse error").to_string()
+    parse(src)
+        .map(|g| print(&g))
+        .expect_err("expected a parse error")
+        .to_string()
 }
 
 #[test]
@@ -123,7 +143,10 @@ fn errors_carry_line_and_column() {
     ];
     for (src, want) in cases {
         let got = parse_err(src);
-        assert!(got.starts_with(want), "for source:\n{src}\nwant prefix: {want}\n got: {got}");
+        assert!(
+            got.starts_with(want),
+            "for source:\n{src}\nwant prefix: {want}\n got: {got}"
+        );
     }
 }
 
@@ -138,7 +161,20 @@ fn garbage_never_panics() {
             let _ = parse_unverified(&src[..i]);
         }
     }
-    for junk in ["%", "@", "graph", "graph {", "graph g { %", "graph g { %0 = ", "\"", "-", "-i", "1e", "graph g { input %x: f32[-1] }", "graph g { input %x: qi8<1.0>[1] }"] {
+    for junk in [
+        "%",
+        "@",
+        "graph",
+        "graph {",
+        "graph g { %",
+        "graph g { %0 = ",
+        "\"",
+        "-",
+        "-i",
+        "1e",
+        "graph g { input %x: f32[-1] }",
+        "graph g { input %x: qi8<1.0>[1] }",
+    ] {
         let _ = parse(junk);
     }
 }

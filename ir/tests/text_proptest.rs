@@ -18,7 +18,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (any::<usize>(), any::<u8>(), -2.0f64..2.0).prop_map(|(a, k, p)| Step::Unary(a, k, p)),
         (any::<usize>(), any::<usize>(), any::<u8>()).prop_map(|(a, b, k)| Step::Binary(a, b, k)),
-        (any::<usize>(), any::<usize>(), any::<usize>()).prop_map(|(a, b, c)| Step::Select(a, b, c)),
+        (any::<usize>(), any::<usize>(), any::<usize>())
+            .prop_map(|(a, b, c)| Step::Select(a, b, c)),
     ]
 }
 
@@ -35,7 +36,13 @@ const UNARY: &[UnaryKind] = &[
     UnaryKind::Floor,
     UnaryKind::HardSigmoid,
 ];
-const BINARY: &[BinaryKind] = &[BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Max, BinaryKind::Min];
+const BINARY: &[BinaryKind] = &[
+    BinaryKind::Add,
+    BinaryKind::Sub,
+    BinaryKind::Mul,
+    BinaryKind::Max,
+    BinaryKind::Min,
+];
 
 /// Build a graph over f32 values broadcast among [2,3], [3] and [1,3].
 fn build(steps: &[Step], n_out: usize) -> Graph {
@@ -55,9 +62,14 @@ fn build(steps: &[Step], n_out: usize) -> Graph {
                 }
                 (u.into(), vec![pick(a)])
             }
-            Step::Binary(a, b, k) => (Binary::new(BINARY[k as usize % BINARY.len()]).into(), vec![pick(a), pick(b)]),
+            Step::Binary(a, b, k) => (
+                Binary::new(BINARY[k as usize % BINARY.len()]).into(),
+                vec![pick(a), pick(b)],
+            ),
             Step::Select(a, b, c) => {
-                let cond = g.add(Binary::new(BinaryKind::Gt), &[pick(a), pick(b)]).unwrap();
+                let cond = g
+                    .add(Binary::new(BinaryKind::Gt), &[pick(a), pick(b)])
+                    .unwrap();
                 (Where.into(), vec![cond, pick(b), pick(c)])
             }
         };
@@ -72,7 +84,10 @@ fn build(steps: &[Step], n_out: usize) -> Graph {
 
 fn eval(g: &Graph) -> Vec<(String, Tensor)> {
     let inputs: HashMap<String, Tensor> = [
-        ("a".to_string(), Tensor::f32(&[2, 3], vec![-1.5, -0.25, 0.0, 0.5, 1.25, 3.0])),
+        (
+            "a".to_string(),
+            Tensor::f32(&[2, 3], vec![-1.5, -0.25, 0.0, 0.5, 1.25, 3.0]),
+        ),
         ("b".to_string(), Tensor::f32(&[3], vec![0.75, -2.0, 1.0])),
     ]
     .into();

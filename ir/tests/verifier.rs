@@ -33,8 +33,14 @@ fn dangling_value_after_removing_its_producer() {
     g.remove_node(a);
     let e = verify(&g).unwrap_err();
     assert_eq!(e.node, Some(b));
-    assert!(matches!(e.kind, VerifyErrorKind::DanglingValue { .. }), "{e}");
-    assert_eq!(e.to_string(), "node #1 (neg): input 0 uses a value that is not defined");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::DanglingValue { .. }),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "node #1 (neg): input 0 uses a value that is not defined"
+    );
 }
 
 #[test]
@@ -63,8 +69,14 @@ fn recorded_type_mismatch() {
     g.value_mut(av).ty = f32s(&[3, 2]);
     let e = verify(&g).unwrap_err();
     assert_eq!(e.node, Some(a));
-    assert!(matches!(e.kind, VerifyErrorKind::TypeMismatch { output: 0, .. }), "{e}");
-    assert_eq!(e.to_string(), "node #0 (exp): result 0 is declared f32[3,2] but the op produces f32[2,3]");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::TypeMismatch { output: 0, .. }),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "node #0 (exp): result 0 is declared f32[3,2] but the op produces f32[2,3]"
+    );
 }
 
 #[test]
@@ -73,15 +85,29 @@ fn shape_mismatch_between_inputs() {
     let x = g.add_input("x", f32s(&[2, 3]));
     let y = g.add_input("y", f32s(&[4]));
     // add_node refuses it outright...
-    let err = g.add_node(Binary::new(BinaryKind::Add), &[x, y]).unwrap_err();
+    let err = g
+        .add_node(Binary::new(BinaryKind::Add), &[x, y])
+        .unwrap_err();
     assert!(matches!(err.err, OpError::Shape(_)), "{err}");
     // ...and a node inserted unchecked is caught by the verifier.
-    let n = g.add_node_typed(Binary::new(BinaryKind::Add).into(), &[x, y], vec![f32s(&[2, 3])], Some("bad_add".into()));
+    let n = g.add_node_typed(
+        Binary::new(BinaryKind::Add).into(),
+        &[x, y],
+        vec![f32s(&[2, 3])],
+        Some("bad_add".into()),
+    );
     let v = g.node(n).outputs[0];
     g.set_output("z", v);
     let e = verify(&g).unwrap_err();
-    assert!(matches!(e.kind, VerifyErrorKind::Op(OpError::Shape(_))), "{e}");
-    assert!(e.to_string().starts_with("node \"bad_add\" (add): shape error: cannot broadcast [2,3] with [4]"), "{e}");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::Op(OpError::Shape(_))),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("node \"bad_add\" (add): shape error: cannot broadcast [2,3] with [4]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -89,22 +115,38 @@ fn dtype_mismatch() {
     let mut g = Graph::new("g");
     let x = g.add_input("x", f32s(&[2]));
     let y = g.add_input("y", TensorType::concrete(DType::I32, &[2]));
-    let n = g.add_node_typed(Binary::new(BinaryKind::Mul).into(), &[x, y], vec![f32s(&[2])], None);
+    let n = g.add_node_typed(
+        Binary::new(BinaryKind::Mul).into(),
+        &[x, y],
+        vec![f32s(&[2])],
+        None,
+    );
     let v = g.node(n).outputs[0];
     g.set_output("z", v);
     let e = verify(&g).unwrap_err();
-    assert!(matches!(e.kind, VerifyErrorKind::Op(OpError::DType(_))), "{e}");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::Op(OpError::DType(_))),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_arity() {
     let mut g = Graph::new("g");
     let x = g.add_input("x", f32s(&[2]));
-    let n = g.add_node_typed(Unary::new(UnaryKind::Relu).into(), &[x, x], vec![f32s(&[2])], None);
+    let n = g.add_node_typed(
+        Unary::new(UnaryKind::Relu).into(),
+        &[x, x],
+        vec![f32s(&[2])],
+        None,
+    );
     let v = g.node(n).outputs[0];
     g.set_output("z", v);
     let e = verify(&g).unwrap_err();
-    assert!(matches!(e.kind, VerifyErrorKind::Op(OpError::Arity { .. })), "{e}");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::Op(OpError::Arity { .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -116,7 +158,10 @@ fn invalid_attribute() {
     let v = g.node(n).outputs[0];
     g.set_output("z", v);
     let e = verify(&g).unwrap_err();
-    assert!(matches!(e.kind, VerifyErrorKind::Op(OpError::Attr(_))), "{e}");
+    assert!(
+        matches!(e.kind, VerifyErrorKind::Op(OpError::Attr(_))),
+        "{e}"
+    );
     assert!(e.to_string().contains("perm"), "{e}");
 }
 
@@ -124,11 +169,22 @@ fn invalid_attribute() {
 fn wrong_result_count() {
     let mut g = Graph::new("g");
     let x = g.add_input("x", f32s(&[2]));
-    let n = g.add_node_typed(Unary::new(UnaryKind::Relu).into(), &[x], vec![f32s(&[2]), f32s(&[2])], None);
+    let n = g.add_node_typed(
+        Unary::new(UnaryKind::Relu).into(),
+        &[x],
+        vec![f32s(&[2]), f32s(&[2])],
+        None,
+    );
     let v = g.node(n).outputs[0];
     g.set_output("z", v);
     let e = verify(&g).unwrap_err();
-    assert_eq!(e.kind, VerifyErrorKind::OutputCount { declared: 2, inferred: 1 });
+    assert_eq!(
+        e.kind,
+        VerifyErrorKind::OutputCount {
+            declared: 2,
+            inferred: 1
+        }
+    );
 }
 
 #[test]
@@ -151,11 +207,18 @@ fn no_outputs() {
 #[test]
 fn symbolic_dims_bind_and_reinfer() {
     let mut g = Graph::new("g");
-    let x = g.add_input("x", TensorType::new(DType::F32, vec![kiln_ir::Dim::sym("N"), kiln_ir::Dim::Known(3)].into()));
+    let x = g.add_input(
+        "x",
+        TensorType::new(
+            DType::F32,
+            vec![kiln_ir::Dim::sym("N"), kiln_ir::Dim::Known(3)].into(),
+        ),
+    );
     let y = g.add(Unary::new(UnaryKind::Exp), &[x]).unwrap();
     g.set_output("y", y);
     assert_eq!(g.value(y).ty.to_string(), "f32[N,3]");
-    g.bind_dims(&[("N".to_string(), 5)].into_iter().collect()).unwrap();
+    g.bind_dims(&[("N".to_string(), 5)].into_iter().collect())
+        .unwrap();
     assert_eq!(g.value(y).ty.to_string(), "f32[5,3]");
     verify(&g).unwrap();
 }

@@ -19,15 +19,25 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> OpResult<Shape> {
     let r = a.rank().max(b.rank());
     let mut out = Vec::with_capacity(r);
     for i in 0..r {
-        let da = if i + a.rank() >= r { Some(&a.0[i + a.rank() - r]) } else { None };
-        let db = if i + b.rank() >= r { Some(&b.0[i + b.rank() - r]) } else { None };
+        let da = if i + a.rank() >= r {
+            Some(&a.0[i + a.rank() - r])
+        } else {
+            None
+        };
+        let db = if i + b.rank() >= r {
+            Some(&b.0[i + b.rank() - r])
+        } else {
+            None
+        };
         let d = match (da, db) {
             (Some(x), None) | (None, Some(x)) => x.clone(),
             (Some(x), Some(y)) if x == y => x.clone(),
             (Some(Dim::Known(1)), Some(y)) => y.clone(),
             (Some(x), Some(Dim::Known(1))) => x.clone(),
             (Some(x), Some(y)) => {
-                return shape_err(format!("cannot broadcast {a} with {b} (dimension {x} vs {y})"))
+                return shape_err(format!(
+                    "cannot broadcast {a} with {b} (dimension {x} vs {y})"
+                ))
             }
             (None, None) => unreachable!("i < max rank"),
         };
@@ -67,7 +77,10 @@ pub fn same_dtype(inputs: &[&TensorType]) -> OpResult<DType> {
     let d = inputs[0].dtype;
     for t in &inputs[1..] {
         if t.dtype != d {
-            return dtype_err(format!("inputs must share a dtype, found {} and {}", d, t.dtype));
+            return dtype_err(format!(
+                "inputs must share a dtype, found {} and {}",
+                d, t.dtype
+            ));
         }
     }
     Ok(d)

@@ -64,7 +64,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
     while i < chars.len() {
         let c = chars[i];
         let (tl, tc) = (line, col);
-        let err = |msg: String| LexError { line: tl, col: tc, msg };
+        let err = |msg: String| LexError {
+            line: tl,
+            col: tc,
+            msg,
+        };
         if c.is_whitespace() {
             bump!();
             continue;
@@ -81,7 +85,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
                 read_string(&chars, &mut i, &mut col).map_err(err)?
             } else {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_./-".contains(chars[i])) {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || "_./-".contains(chars[i]))
+                {
                     bump!();
                 }
                 chars[start..i].iter().collect()
@@ -92,17 +98,26 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
             if c == '@' {
                 Tok::At(name)
             } else if name.chars().all(|d| d.is_ascii_digit()) && !chars[i - 1].eq(&'"') {
-                Tok::Num(name.parse().map_err(|_| err(format!("value number `{name}` is too large")))?)
+                Tok::Num(
+                    name.parse()
+                        .map_err(|_| err(format!("value number `{name}` is too large")))?,
+                )
             } else {
                 Tok::Name(name)
             }
         } else if c == '"' {
             Tok::Str(read_string(&chars, &mut i, &mut col).map_err(err)?)
-        } else if c.is_ascii_digit() || (c == '-' && i + 1 < chars.len() && (chars[i + 1].is_ascii_digit() || chars[i + 1] == 'i')) {
+        } else if c.is_ascii_digit()
+            || (c == '-'
+                && i + 1 < chars.len()
+                && (chars[i + 1].is_ascii_digit() || chars[i + 1] == 'i'))
+        {
             let start = i;
             bump!();
             while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '.'
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
             {
                 bump!();
             }
@@ -110,9 +125,15 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
             if text == "-inf" {
                 Tok::Float(f64::NEG_INFINITY)
             } else if text.contains(['.', 'e', 'E']) {
-                Tok::Float(text.parse().map_err(|_| err(format!("malformed number `{text}`")))?)
+                Tok::Float(
+                    text.parse()
+                        .map_err(|_| err(format!("malformed number `{text}`")))?,
+                )
             } else {
-                Tok::Int(text.parse().map_err(|_| err(format!("malformed or out-of-range integer `{text}`")))?)
+                Tok::Int(
+                    text.parse()
+                        .map_err(|_| err(format!("malformed or out-of-range integer `{text}`")))?,
+                )
             }
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
@@ -126,9 +147,17 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
         } else {
             return Err(err(format!("unexpected character `{c}`")));
         };
-        out.push(Token { tok, line: tl, col: tc });
+        out.push(Token {
+            tok,
+            line: tl,
+            col: tc,
+        });
     }
-    out.push(Token { tok: Tok::Eof, line, col });
+    out.push(Token {
+        tok: Tok::Eof,
+        line,
+        col,
+    });
     Ok(out)
 }
 
@@ -139,14 +168,18 @@ fn read_string(chars: &[char], i: &mut usize, col: &mut usize) -> Result<String,
     *i += 1;
     *col += 1;
     loop {
-        let Some(&c) = chars.get(*i) else { return Err("unterminated string".into()) };
+        let Some(&c) = chars.get(*i) else {
+            return Err("unterminated string".into());
+        };
         *i += 1;
         *col += 1;
         match c {
             '"' => return Ok(s),
             '\n' => return Err("unterminated string".into()),
             '\\' => {
-                let Some(&e) = chars.get(*i) else { return Err("unterminated string".into()) };
+                let Some(&e) = chars.get(*i) else {
+                    return Err("unterminated string".into());
+                };
                 *i += 1;
                 *col += 1;
                 match e {
@@ -162,8 +195,13 @@ fn read_string(chars: &[char], i: &mut usize, col: &mut usize) -> Result<String,
                             return Err("expected `{` after \\u".into());
                         }
                         let start = *i + 1;
-                        let end = chars[start..].iter().position(|&c| c == '}').map(|p| start + p);
-                        let Some(end) = end else { return Err("unterminated \\u{...} escape".into()) };
+                        let end = chars[start..]
+                            .iter()
+                            .position(|&c| c == '}')
+                            .map(|p| start + p);
+                        let Some(end) = end else {
+                            return Err("unterminated \\u{...} escape".into());
+                        };
                         let hex: String = chars[start..end].iter().collect();
                         let ch = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
                         s.push(ch.ok_or_else(|| format!("invalid unicode escape \\u{{{hex}}}"))?);

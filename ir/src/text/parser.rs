@@ -52,8 +52,15 @@ type PResult<T> = Result<T, ParseError>;
 pub fn parse(src: &str) -> PResult<Graph> {
     let (g, node_pos) = parse_inner(src)?;
     if let Err(e) = verify(&g) {
-        let (line, col) = e.node.and_then(|n| node_pos.get(&n).copied()).unwrap_or((1, 1));
-        return Err(ParseError { line, col, msg: e.to_string() });
+        let (line, col) = e
+            .node
+            .and_then(|n| node_pos.get(&n).copied())
+            .unwrap_or((1, 1));
+        return Err(ParseError {
+            line,
+            col,
+            msg: e.to_string(),
+        });
     }
     Ok(g)
 }
@@ -63,9 +70,22 @@ pub fn parse_unverified(src: &str) -> PResult<Graph> {
     parse_inner(src).map(|(g, _)| g)
 }
 
-fn parse_inner(src: &str) -> PResult<(Graph, HashMap<NodeId, (usize, usize)>)> {
-    let toks = lex(src).map_err(|e| ParseError { line: e.line, col: e.col, msg: e.msg })?;
-    let mut p = Parser { toks, pos: 0, values: HashMap::new(), g: Graph::default(), node_pos: HashMap::new() };
+/// Where each node was written (line, column).
+type Positions = HashMap<NodeId, (usize, usize)>;
+
+fn parse_inner(src: &str) -> PResult<(Graph, Positions)> {
+    let toks = lex(src).map_err(|e| ParseError {
+        line: e.line,
+        col: e.col,
+        msg: e.msg,
+    })?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        values: HashMap::new(),
+        g: Graph::default(),
+        node_pos: HashMap::new(),
+    };
     p.graph()?;
     Ok((p.g, p.node_pos))
 }
@@ -87,10 +107,18 @@ impl Parser {
     }
     fn error<T>(&self, msg: impl Into<String>) -> PResult<T> {
         let (line, col) = self.here();
-        Err(ParseError { line, col, msg: msg.into() })
+        Err(ParseError {
+            line,
+            col,
+            msg: msg.into(),
+        })
     }
     fn error_at<T>(&self, at: (usize, usize), msg: impl Into<String>) -> PResult<T> {
-        Err(ParseError { line: at.0, col: at.1, msg: msg.into() })
+        Err(ParseError {
+            line: at.0,
+            col: at.1,
+            msg: msg.into(),
+        })
     }
     fn expect_punct(&mut self, c: char) -> PResult<()> {
         if *self.peek() == Tok::Punct(c) {
@@ -144,14 +172,19 @@ impl Parser {
                     self.next();
                     let key = self.value_key()?;
                     let Key::Name(name) = key.clone() else {
-                        return self.error_at(at, format!("{w}s need a name, not a number like {key}"));
+                        return self
+                            .error_at(at, format!("{w}s need a name, not a number like {key}"));
                     };
                     self.expect_punct(':')?;
                     let ty = self.tensor_type()?;
                     if self.values.contains_key(&key) {
                         return self.error_at(at, format!("{key} is defined twice"));
                     }
-                    let v = if w == "input" { self.g.add_input(name, ty) } else { self.g.add_param(name, ty) };
+                    let v = if w == "input" {
+                        self.g.add_input(name, ty)
+                    } else {
+                        self.g.add_param(name, ty)
+                    };
                     self.values.insert(key, v);
                 }
                 Tok::Word(w) if w == "output" => {
@@ -166,11 +199,19 @@ impl Parser {
                 }
                 Tok::Name(_) | Tok::Num(_) => self.node()?,
                 Tok::Eof => return self.error("unexpected end of file: missing `}`"),
-                t => return self.error(format!("expected `input`, `param`, a node or `output`, found {}", t.describe())),
+                t => {
+                    return self.error(format!(
+                        "expected `input`, `param`, a node or `output`, found {}",
+                        t.describe()
+                    ))
+                }
             }
         }
         if *self.peek() != Tok::Eof {
-            return self.error(format!("unexpected {} after the graph", self.peek().describe()));
+            return self.error(format!(
+                "unexpected {} after the graph",
+                self.peek().describe()
+            ));
         }
         Ok(())
     }
@@ -181,7 +222,10 @@ impl Parser {
             Tok::Num(n) => Ok(Key::Num(n)),
             t => {
                 self.pos -= 1;
-                self.error(format!("expected a value like `%x`, found {}", t.describe()))
+                self.error(format!(
+                    "expected a value like `%x`, found {}",
+                    t.describe()
+                ))
             }
         }
     }
@@ -191,7 +235,10 @@ impl Parser {
         let key = self.value_key()?;
         match self.values.get(&key) {
             Some(v) => Ok(*v),
-            None => self.error_at(at, format!("{key} is not defined (values must be defined before use)")),
+            None => self.error_at(
+                at,
+                format!("{key} is not defined (values must be defined before use)"),
+            ),
         }
     }
 
@@ -230,7 +277,10 @@ impl Parser {
                     Tok::Word(w) => w,
                     t => {
                         self.pos -= 1;
-                        return self.error(format!("expected an attribute name, found {}", t.describe()));
+                        return self.error(format!(
+                            "expected an attribute name, found {}",
+                            t.describe()
+                        ));
                     }
                 };
                 if attrs.iter().any(|(k, _)| *k == key) {
@@ -268,7 +318,10 @@ impl Parser {
             }
         };
         if types.len() != results.len() {
-            return self.error_at(at, format!("{} results but {} types", results.len(), types.len()));
+            return self.error_at(
+                at,
+                format!("{} results but {} types", results.len(), types.len()),
+            );
         }
         let name = match self.peek().clone() {
             Tok::At(n) => {
@@ -298,7 +351,10 @@ impl Parser {
             Tok::Word(w) => w,
             t => {
                 self.pos -= 1;
-                return self.error(format!("expected a dtype like `f32`, found {}", t.describe()));
+                return self.error(format!(
+                    "expected a dtype like `f32`, found {}",
+                    t.describe()
+                ));
             }
         };
         if w == "qi8" || w == "qu8" {
@@ -309,7 +365,11 @@ impl Parser {
             self.expect_punct('>')?;
             let zp = i32::try_from(zp).or_else(|_| self.error_at(at, "zero point out of range"))?;
             let q = QuantParams::new(scale as f32, zp);
-            return Ok(if w == "qi8" { DType::QI8(q) } else { DType::QU8(q) });
+            return Ok(if w == "qi8" {
+                DType::QI8(q)
+            } else {
+                DType::QU8(q)
+            });
         }
         DType::from_name(&w).map_or_else(|| self.error_at(at, format!("unknown dtype `{w}`")), Ok)
     }
@@ -324,7 +384,10 @@ impl Parser {
                 match self.next() {
                     Tok::Int(n) if n >= 0 => dims.push(Dim::Known(n as usize)),
                     Tok::Word(w) => dims.push(Dim::sym(&w)),
-                    t => return self.error_at(at, format!("expected a dimension, found {}", t.describe())),
+                    t => {
+                        return self
+                            .error_at(at, format!("expected a dimension, found {}", t.describe()))
+                    }
                 }
                 if self.eat_punct(']') {
                     break;
@@ -399,9 +462,16 @@ impl Parser {
                         self.expect_punct(',')?;
                     }
                 }
-                Ok(if is_float { AttrValue::Floats(floats) } else { AttrValue::Ints(ints) })
+                Ok(if is_float {
+                    AttrValue::Floats(floats)
+                } else {
+                    AttrValue::Ints(ints)
+                })
             }
-            t => self.error(format!("expected an attribute value, found {}", t.describe())),
+            t => self.error(format!(
+                "expected an attribute value, found {}",
+                t.describe()
+            )),
         }
     }
 
@@ -445,7 +515,13 @@ impl Parser {
         };
         let n: usize = dims.iter().product();
         if vals.len() != n {
-            return self.error_at(at, format!("tensor literal of type {ty} needs {n} values, found {}", vals.len()));
+            return self.error_at(
+                at,
+                format!(
+                    "tensor literal of type {ty} needs {n} values, found {}",
+                    vals.len()
+                ),
+            );
         }
         let t = if ty.dtype.is_float() {
             Tensor::from_vec_f64(ty.dtype, &dims, vals)

@@ -19,7 +19,10 @@ pub fn print(g: &Graph) -> String {
     let order = g.order().unwrap_or_else(|_| g.node_ids());
     let mut names: HashMap<ValueId, String> = HashMap::new();
     for &v in g.inputs().iter().chain(g.params()) {
-        names.insert(v, format!("%{}", quote_name(g.value(v).name.as_deref().unwrap_or("?"))));
+        names.insert(
+            v,
+            format!("%{}", quote_name(g.value(v).name.as_deref().unwrap_or("?"))),
+        );
     }
     let mut next = 0usize;
     for &n in &order {
@@ -28,10 +31,19 @@ pub fn print(g: &Graph) -> String {
             next += 1;
         }
     }
-    let name_of = |v: ValueId| names.get(&v).cloned().unwrap_or_else(|| format!("%<undefined {}>", v.index()));
+    let name_of = |v: ValueId| {
+        names
+            .get(&v)
+            .cloned()
+            .unwrap_or_else(|| format!("%<undefined {}>", v.index()))
+    };
 
     let mut s = String::new();
-    let _ = writeln!(s, "graph {} {{", quote_name(if g.name.is_empty() { "main" } else { &g.name }));
+    let _ = writeln!(
+        s,
+        "graph {} {{",
+        quote_name(if g.name.is_empty() { "main" } else { &g.name })
+    );
     for &v in g.inputs() {
         let _ = writeln!(s, "  input {}: {}", name_of(v), g.value(v).ty);
     }
@@ -43,13 +55,23 @@ pub fn print(g: &Graph) -> String {
         let node = g.node(n);
         let outs: Vec<String> = node.outputs.iter().map(|&v| name_of(v)).collect();
         let ins: Vec<String> = node.inputs.iter().map(|&v| name_of(v)).collect();
-        let _ = write!(s, "  {} = {}({})", outs.join(", "), node.op.spelling(), ins.join(", "));
+        let _ = write!(
+            s,
+            "  {} = {}({})",
+            outs.join(", "),
+            node.op.spelling(),
+            ins.join(", ")
+        );
         let attrs = node.op.attrs();
         if !attrs.is_empty() {
             let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             let _ = write!(s, " {{{}}}", a.join(", "));
         }
-        let tys: Vec<String> = node.outputs.iter().map(|&v| g.value(v).ty.to_string()).collect();
+        let tys: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&v| g.value(v).ty.to_string())
+            .collect();
         let _ = write!(s, ": {}", tys.join(", "));
         if let Some(name) = &node.name {
             let _ = write!(s, " @{}", quote_name(name));
