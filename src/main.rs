@@ -48,6 +48,28 @@ enum Cmd {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Run the ONNX backend test suite and score kiln against it.
+    #[command(after_help = "Examples:\n  kiln conformance ../shared/onnx-tests\n  kiln conformance ../shared/onnx-tests/node --report conformance.tsv --markdown CONFORMANCE.md")]
+    Conformance {
+        /// A folder of test folders (each with model.onnx and test_data_set_*), searched recursively.
+        dir: PathBuf,
+        /// Which backend runs the models.
+        #[arg(long, value_enum, default_value = "ref")]
+        backend: BackendArg,
+        /// Write one TSV row per test (suite, test, ops, status, detail).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the Markdown scoreboard (per suite and per op), as in CONFORMANCE.md.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Only run tests whose suite/name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Write the ids (suite/test) of the passing tests, one per line: the
+        /// manifest the CI guard checks (tests/conformance/expected_pass.txt).
+        #[arg(long)]
+        write_manifest: Option<PathBuf>,
+    },
     /// Run an embedded example model end to end, with no files needed.
     Demo {
         /// Which embedded model: mlp, lenet5, vgg_small or resnet_block.
@@ -57,6 +79,12 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         batch: usize,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    /// The reference interpreter.
+    Ref,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +123,83 @@ fn real_main() -> Result<()> {
     }
 }
 
+fn is_onnx(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "onnx")
+}
+
+/// Import an ONNX model, binding `--dim` values to its symbolic dimensions.
+fn load_onnx(path: &Path, dims: &[String]) -> Result<Model> {
+    let proto = kiln::compiler::onnx::load_model(path)?;
+    let mut opts = kiln::compiler::onnx::import::ImportOptions::default();
+    for s in dims {
+        let (k, v) = parse_kv(s, "--dim")?;
+        opts.dims.insert(k.clone(), v.parse().map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?);
+    }
+    let imported = kiln::compiler::onnx::import::import_model(&proto, &opts).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(Model { graph: imported.graph, weights: imported.weights })
+}
+
+/// An input file: `.npy`, or a serialized ONNX `TensorProto` (`.pb`).
+fn read_input(path: &Path) -> Result<Tensor> {
+    if path.extension().is_some_and(|e| e == "pb") {
+        Ok(kiln::compiler::onnx::tensor::load_tensor_pb(path)?.1)
+    } else {
+        kiln::npy::read(path).map_err(|e| anyhow!(e))
+    }
+}
+
+fn conformance(
+    dir: &Path,
+    backend: BackendArg,
+    report: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    filter: Option<String>,
+    write_manifest: Option<PathBuf>,
+) -> Result<()> {
+    use kiln::conformance as conf;
+    if !dir.is_dir() {
+        bail!("{}: no such directory (regenerate the test data with tests/conformance/gen_onnx_tests.py)", dir.display());
+    }
+    let backend = match backend {
+        BackendArg::Ref => conf::Backend::Ref,
+    };
+    let mut tests = conf::find_tests(dir);
+    if let Some(f) = &filter {
+        tests.retain(|t| t.to_string_lossy().contains(f.as_str()));
+    }
+    let bar = indicatif::ProgressBar::new(tests.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::with_capacity(tests.len());
+    for t in &tests {
+        bar.set_message(t.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        results.push(conf::run_test(t, dir, backend));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for r in &results {
+        if r.status != conf::Status::Passed {
+            println!("{:<11} {}: {}", r.status.as_str(), r.id(), r.detail);
+        }
+    }
+    if let Some(p) = report {
+        std::fs::write(&p, conf::tsv(&results)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = markdown {
+        let cmd = format!("kiln conformance {} --markdown {}", dir.display(), p.display());
+        std::fs::write(&p, conf::markdown(&results, &cmd)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = write_manifest {
+        let mut ids: Vec<String> = results.iter().filter(|r| r.status == conf::Status::Passed).map(|r| r.id()).collect();
+        ids.sort();
+        let body = format!("# ONNX tests that pass on the reference backend; checked by tests/conformance.rs.\n{}\n", ids.join("\n"));
+        std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+    }
+    println!("{}", conf::summary_line(&results));
+    Ok(())
+}
+
 fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
@@ -111,7 +216,7 @@ fn run_model(
     let mut given: HashMap<String, Tensor> = HashMap::new();
     for s in inputs {
         let (name, file) = parse_kv(s, "--input")?;
-        let t = kiln::npy::read(Path::new(&file)).map_err(|e| anyhow!("input `{name}`: {e}"))?;
+        let t = read_input(Path::new(&file)).map_err(|e| anyhow!("input `{name}`: {e:#}"))?;
         given.insert(name, t);
     }
     let mut bound: BTreeMap<String, usize> = ir::interp::dims_from_inputs(&m.graph, &given)?;

@@ -1,0 +1,136 @@
+//! Elementwise ONNX ops: unary math and activations, broadcasting binary ops,
+//! comparisons and logic, Where, Clip, and the variadic Sum/Mean/Max/Min.
+
+use kiln_ir::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind, Where};
+use kiln_ir::F64;
+
+use super::{Row, MAX_OPSET};
+use crate::onnx::import::{CResult, Ctx};
+
+pub const OPS: &[Row] = &[
+    ("Abs", 6, MAX_OPSET, |c| unary(c, UnaryKind::Abs)),
+    ("Neg", 6, MAX_OPSET, |c| unary(c, UnaryKind::Neg)),
+    ("Exp", 6, MAX_OPSET, |c| unary(c, UnaryKind::Exp)),
+    ("Log", 6, MAX_OPSET, |c| unary(c, UnaryKind::Log)),
+    ("Sqrt", 6, MAX_OPSET, |c| unary(c, UnaryKind::Sqrt)),
+    ("Reciprocal", 6, MAX_OPSET, |c| unary(c, UnaryKind::Reciprocal)),
+    ("Sin", 7, MAX_OPSET, |c| unary(c, UnaryKind::Sin)),
+    ("Cos", 7, MAX_OPSET, |c| unary(c, UnaryKind::Cos)),
+    ("Tanh", 6, MAX_OPSET, |c| unary(c, UnaryKind::Tanh)),
+    ("Sigmoid", 6, MAX_OPSET, |c| unary(c, UnaryKind::Sigmoid)),
+    ("Relu", 6, MAX_OPSET, |c| unary(c, UnaryKind::Relu)),
+    ("Erf", 9, MAX_OPSET, |c| unary(c, UnaryKind::Erf)),
+    ("Softplus", 1, MAX_OPSET, |c| unary(c, UnaryKind::Softplus)),
+    ("Sign", 9, MAX_OPSET, |c| unary(c, UnaryKind::Sign)),
+    ("Floor", 6, MAX_OPSET, |c| unary(c, UnaryKind::Floor)),
+    ("Ceil", 6, MAX_OPSET, |c| unary(c, UnaryKind::Ceil)),
+    ("Round", 11, MAX_OPSET, |c| unary(c, UnaryKind::Round)),
+    ("Not", 1, MAX_OPSET, |c| unary(c, UnaryKind::Not)),
+    ("LeakyRelu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::LeakyRelu, &[("alpha", 0.01)])),
+    ("Elu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::Elu, &[("alpha", 1.0)])),
+    ("Selu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::Selu, &[("alpha", 1.673_263_2), ("gamma", 1.050_701)])),
+    ("HardSigmoid", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::HardSigmoid, &[("alpha", 0.2), ("beta", 0.5)])),
+    ("Gelu", 20, MAX_OPSET, gelu),
+    ("Identity", 1, MAX_OPSET, identity),
+    ("Add", 7, MAX_OPSET, |c| binary(c, BinaryKind::Add)),
+    ("Sub", 7, MAX_OPSET, |c| binary(c, BinaryKind::Sub)),
+    ("Mul", 7, MAX_OPSET, |c| binary(c, BinaryKind::Mul)),
+    ("Div", 7, MAX_OPSET, |c| binary(c, BinaryKind::Div)),
+    ("Pow", 7, MAX_OPSET, |c| binary(c, BinaryKind::Pow)),
+    ("Equal", 7, MAX_OPSET, |c| binary(c, BinaryKind::Eq)),
+    ("Less", 7, MAX_OPSET, |c| binary(c, BinaryKind::Lt)),
+    ("LessOrEqual", 12, MAX_OPSET, |c| binary(c, BinaryKind::Le)),
+    ("Greater", 7, MAX_OPSET, |c| binary(c, BinaryKind::Gt)),
+    ("GreaterOrEqual", 12, MAX_OPSET, |c| binary(c, BinaryKind::Ge)),
+    ("And", 7, MAX_OPSET, |c| binary(c, BinaryKind::And)),
+    ("Or", 7, MAX_OPSET, |c| binary(c, BinaryKind::Or)),
+    ("Where", 9, MAX_OPSET, |c| {
+        let v = c.apply_inputs(Where, &[0, 1, 2])?;
+        c.set_output(0, v);
+        Ok(())
+    }),
+    ("Max", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Max, false)),
+    ("Min", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Min, false)),
+    ("Sum", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Add, false)),
+    ("Mean", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Add, true)),
+    ("Clip", 11, MAX_OPSET, clip),
+];
+
+fn unary(c: &mut Ctx, kind: UnaryKind) -> CResult<()> {
+    let v = c.apply_inputs(Unary::new(kind), &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+/// A unary op whose ONNX float attributes map onto `Unary::alpha`/`beta`.
+fn unary_params(c: &mut Ctx, kind: UnaryKind, attrs: &[(&str, f32)]) -> CResult<()> {
+    let mut op = Unary::new(kind);
+    // ONNX stores these as f32; widen exactly, as the ONNX reference does.
+    for (i, (name, default)) in attrs.iter().enumerate() {
+        let x = F64(f64::from(c.attr_float(name, *default)?));
+        if i == 0 {
+            op.alpha = x;
+        } else {
+            op.beta = x;
+        }
+    }
+    let v = c.apply_inputs(op, &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn gelu(c: &mut Ctx) -> CResult<()> {
+    let mut op = Unary::new(UnaryKind::Gelu);
+    op.approximate = Some(match c.attr_str("approximate", "none")?.as_str() {
+        "none" => "none",
+        "tanh" => "tanh",
+        other => return c.invalid(format!("approximate must be \"none\" or \"tanh\", found {other:?}")),
+    });
+    let v = c.apply_inputs(op, &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+pub(super) fn identity(c: &mut Ctx) -> CResult<()> {
+    let v = c.input(0)?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn binary(c: &mut Ctx, kind: BinaryKind) -> CResult<()> {
+    let v = c.apply_inputs(Binary::new(kind), &[0, 1])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+/// Sum/Mean/Max/Min of 1..N broadcast inputs, as a chain of binary ops.
+fn variadic(c: &mut Ctx, kind: BinaryKind, mean: bool) -> CResult<()> {
+    let n = c.num_inputs();
+    if n == 0 {
+        return c.invalid("needs at least one input");
+    }
+    let mut acc = c.input(0)?;
+    for i in 1..n {
+        let x = c.input(i)?;
+        acc = c.apply(Binary::new(kind), vec![acc, x])?;
+    }
+    if mean {
+        let k = c.scalar(c.dtype_of(&acc), n as f64);
+        acc = c.apply(Binary::new(BinaryKind::Div), vec![acc, k])?;
+    }
+    c.set_output(0, acc);
+    Ok(())
+}
+
+/// Clip(x, min?, max?) = min(max(x, lo), hi), each bound optional.
+fn clip(c: &mut Ctx) -> CResult<()> {
+    let mut acc = c.input(0)?;
+    if let Some(lo) = c.opt_input(1)? {
+        acc = c.apply(Binary::new(BinaryKind::Max), vec![acc, lo])?;
+    }
+    if let Some(hi) = c.opt_input(2)? {
+        acc = c.apply(Binary::new(BinaryKind::Min), vec![acc, hi])?;
+    }
+    c.set_output(0, acc);
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Convolution, pooling, normalisation, softmax and dropout.
+
+use kiln_ir::ops::conv::{Conv, ConvTranspose};
+use kiln_ir::ops::norm::{BatchNorm, Dropout, LayerNorm, Softmax};
+use kiln_ir::ops::pool::{GlobalPool, Pool, PoolKind};
+use kiln_ir::ops::shape::{Flatten, Reshape};
+use kiln_ir::{DType, Tensor};
+
+use super::{Row, MAX_OPSET};
+use crate::onnx::import::{CResult, Ctx, Val};
+
+pub const OPS: &[Row] = &[
+    ("Conv", 1, MAX_OPSET, conv),
+    ("ConvTranspose", 1, MAX_OPSET, conv_transpose),
+    ("MaxPool", 8, MAX_OPSET, |c| pool(c, PoolKind::Max)),
+    ("AveragePool", 7, MAX_OPSET, |c| pool(c, PoolKind::Avg)),
+    ("GlobalMaxPool", 1, MAX_OPSET, |c| global_pool(c, PoolKind::Max)),
+    ("GlobalAveragePool", 1, MAX_OPSET, |c| global_pool(c, PoolKind::Avg)),
+    ("BatchNormalization", 9, MAX_OPSET, batch_norm),
+    ("LayerNormalization", 17, MAX_OPSET, layer_norm),
+    ("Softmax", 1, MAX_OPSET, |c| softmax(c, false)),
+    ("LogSoftmax", 1, MAX_OPSET, |c| softmax(c, true)),
+    ("Dropout", 7, MAX_OPSET, dropout),
+];
+
+/// Explicit pads for `auto_pad` SAME_UPPER / SAME_LOWER / VALID / NOTSET.
+/// `kernel` is the effective kernel extent ((k-1)*dilation + 1) per axis.
+fn auto_pads(c: &Ctx, spatial: &[usize], kernel: &[usize], strides: &[i64], given: Option<Vec<i64>>) -> CResult<Vec<i64>> {
+    let n = spatial.len();
+    let mode = c.attr_str("auto_pad", "NOTSET")?;
+    match mode.as_str() {
+        "NOTSET" => Ok(given.unwrap_or_else(|| vec![0; 2 * n])),
+        "VALID" => Ok(vec![0; 2 * n]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut pads = vec![0i64; 2 * n];
+            for i in 0..n {
+                let s = strides.get(i).copied().unwrap_or(1).max(1) as usize;
+                let out = spatial[i].div_ceil(s);
+                let total = ((out.saturating_sub(1)) * s + kernel[i]).saturating_sub(spatial[i]) as i64;
+                let (small, big) = (total / 2, total - total / 2);
+                let (b, e) = if mode == "SAME_UPPER" { (small, big) } else { (big, small) };
+                pads[i] = b;
+                pads[i + n] = e;
+            }
+            Ok(pads)
+        }
+        other => c.invalid(format!("unknown auto_pad {other:?}")),
+    }
+}
+
+fn spatial_of(c: &Ctx, i: usize) -> CResult<Vec<usize>> {
+    let dims = c.input_dims(i)?;
+    if dims.len() < 3 {
+        return c.invalid(format!("input {i} must have rank >= 3, found {dims:?}"));
+    }
+    Ok(dims[2..].to_vec())
+}
+
+fn effective_kernel(kernel: &[usize], dilations: &[i64]) -> Vec<usize> {
+    kernel.iter().enumerate().map(|(i, &k)| (k.max(1) - 1) * dilations.get(i).copied().unwrap_or(1).max(1) as usize + 1).collect()
+}
+
+fn conv(c: &mut Ctx) -> CResult<()> {
+    let strides = c.attr_ints("strides")?.unwrap_or_default();
+    let dilations = c.attr_ints("dilations")?.unwrap_or_default();
+    let groups = c.attr_int("group", 1)?;
+    let spatial = spatial_of(c, 0)?;
+    let wdims = c.input_dims(1)?;
+    let kernel: Vec<usize> = match c.attr_ints("kernel_shape")? {
+        Some(k) => k.iter().map(|&x| x.max(0) as usize).collect(),
+        None => wdims.get(2..).unwrap_or_default().to_vec(),
+    };
+    let pads = auto_pads(c, &spatial, &effective_kernel(&kernel, &dilations), &strides, c.attr_ints("pads")?)?;
+    let op = Conv::new(&strides, &pads, &dilations, groups);
+    let idx: Vec<usize> = (0..c.num_inputs()).collect();
+    let v = c.apply_inputs(op, &idx)?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn conv_transpose(c: &mut Ctx) -> CResult<()> {
+    let strides = c.attr_ints("strides")?.unwrap_or_default();
+    let dilations = c.attr_ints("dilations")?.unwrap_or_default();
+    let groups = c.attr_int("group", 1)?;
+    let spatial = spatial_of(c, 0)?;
+    let n = spatial.len();
+    let wdims = c.input_dims(1)?;
+    let kernel: Vec<usize> = match c.attr_ints("kernel_shape")? {
+        Some(k) => k.iter().map(|&x| x.max(0) as usize).collect(),
+        None => wdims.get(2..).unwrap_or_default().to_vec(),
+    };
+    let ek = effective_kernel(&kernel, &dilations);
+    let mut out_pad = c.attr_ints("output_padding")?.unwrap_or_else(|| vec![0; n]);
+    let auto = c.attr_str("auto_pad", "NOTSET")?;
+    let output_shape = c.attr_ints("output_shape")?;
+    let stride = |i: usize| strides.get(i).copied().unwrap_or(1);
+    let pads = if output_shape.is_some() || auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+        let target: Vec<i64> = match &output_shape {
+            // output_shape may include the N and C dims.
+            Some(s) => s[s.len().saturating_sub(n)..].to_vec(),
+            None => (0..n).map(|i| spatial[i] as i64 * stride(i)).collect(),
+        };
+        if out_pad.len() != n {
+            out_pad = vec![0; n];
+        }
+        let mut pads = vec![0i64; 2 * n];
+        for i in 0..n {
+            let total = stride(i) * (spatial[i] as i64 - 1) + out_pad[i] + ek[i] as i64 - target[i];
+            if total < 0 {
+                // The target is larger than the natural output: grow output_padding.
+                out_pad[i] -= total;
+                continue;
+            }
+            let (b, e) = if auto == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
+            pads[i] = b;
+            pads[i + n] = e;
+        }
+        pads
+    } else if auto == "VALID" {
+        vec![0; 2 * n]
+    } else {
+        c.attr_ints("pads")?.unwrap_or_default()
+    };
+    let op = ConvTranspose::new(&strides, &pads, &dilations, &out_pad, groups);
+    let idx: Vec<usize> = (0..c.num_inputs()).collect();
+    let v = c.apply_inputs(op, &idx)?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
+    if c.wants_output(1) {
+        return c.unsupported("output 1 (argmax indices)");
+    }
+    if c.attr_int("storage_order", 0)? != 0 {
+        return c.unsupported("storage_order = 1");
+    }
+    let Some(kernel) = c.attr_ints("kernel_shape")? else { return c.invalid("kernel_shape is required") };
+    let strides = c.attr_ints("strides")?.unwrap_or_default();
+    let dilations = c.attr_ints("dilations")?.unwrap_or_default();
+    let spatial = spatial_of(c, 0)?;
+    let ku: Vec<usize> = kernel.iter().map(|&k| k.max(1) as usize).collect();
+    let pads = auto_pads(c, &spatial, &effective_kernel(&ku, &dilations), &strides, c.attr_ints("pads")?)?;
+    let mut op = Pool::new(kind, &kernel);
+    op.strides = strides;
+    op.pads = pads;
+    op.dilations = dilations;
+    op.ceil_mode = c.attr_int("ceil_mode", 0)? != 0;
+    op.count_include_pad = c.attr_int("count_include_pad", 0)? != 0;
+    let v = c.apply_inputs(op, &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn global_pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
+    let v = c.apply_inputs(GlobalPool { kind }, &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn batch_norm(c: &mut Ctx) -> CResult<()> {
+    if c.attr_int("training_mode", 0)? != 0 || c.wants_output(1) || c.wants_output(2) {
+        return c.unsupported("training mode (only inference batch norm is supported)");
+    }
+    if c.attr_int("spatial", 1)? != 1 {
+        return c.unsupported("spatial = 0");
+    }
+    let eps = f64::from(c.attr_float("epsilon", 1e-5)?);
+    let v = c.apply_inputs(BatchNorm::new(eps), &[0, 1, 2, 3, 4])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn layer_norm(c: &mut Ctx) -> CResult<()> {
+    if c.wants_output(1) || c.wants_output(2) {
+        return c.unsupported("the Mean / InvStdDev outputs");
+    }
+    let axis = c.attr_int("axis", -1)?;
+    let eps = f64::from(c.attr_float("epsilon", 1e-5)?);
+    let idx: Vec<usize> = (0..c.num_inputs()).collect();
+    let v = c.apply_inputs(LayerNorm::new(axis, eps), &idx)?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn softmax(c: &mut Ctx, log: bool) -> CResult<()> {
+    if c.opset >= 13 {
+        let axis = c.attr_int("axis", -1)?;
+        let v = c.apply_inputs(Softmax::new(axis, log), &[0])?;
+        c.set_output(0, v);
+        return Ok(());
+    }
+    // Before opset 13 the input is coerced to 2-D at `axis` (default 1), the
+    // softmax runs over the second dimension, and the result is reshaped back.
+    let axis = c.attr_int("axis", 1)?;
+    let dims = c.input_dims(0)?;
+    let x = c.input(0)?;
+    let flat = c.apply(Flatten { axis }, vec![x])?;
+    let s = c.apply(Softmax::new(1, log), vec![flat])?;
+    let back = c.apply(Reshape::new(dims.iter().map(|&d| d as i64).collect()), vec![s])?;
+    c.set_output(0, back);
+    Ok(())
+}
+
+fn dropout(c: &mut Ctx) -> CResult<()> {
+    let ratio = if c.opset >= 12 {
+        match c.const_input(1, "ratio")? {
+            Some(t) => t.values_f64().first().copied().unwrap_or(0.5),
+            None => 0.5,
+        }
+    } else {
+        f64::from(c.attr_float("ratio", 0.5)?)
+    };
+    if let Some(t) = c.const_input(2, "training_mode")? {
+        if t.values_f64().first().is_some_and(|&x| x != 0.0) {
+            return c.unsupported("training_mode = true");
+        }
+    }
+    let v = c.apply_inputs(Dropout::new(ratio.clamp(0.0, 0.999_999)), &[0])?;
+    c.set_output(0, v);
+    if c.wants_output(1) {
+        // At inference the mask keeps everything.
+        let dims = c.input_dims(0)?;
+        let n: usize = dims.iter().product();
+        let mask = Tensor::from_vec_f64(DType::Bool, &dims, vec![1.0; n]).expect("dims match the count");
+        c.set_output(1, Val::Const { t: mask, param: None });
+    }
+    Ok(())
+}

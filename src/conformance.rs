@@ -1,0 +1,253 @@
+//! The ONNX backend-test conformance runner behind `kiln conformance`.
+//!
+//! Each test folder holds `model.onnx` and `test_data_set_*/{input,output}_K.pb`.
+//! A test passes when every data set's outputs match within the upstream
+//! tolerances (rtol 1e-3, atol 1e-7); it is *unsupported* when the import fails
+//! only on missing ops/attributes/dtypes, and *failed* otherwise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use kiln_compiler::onnx::{self, import::ImportOptions};
+use kiln_ir::{Tensor, Weights};
+
+pub const RTOL: f64 = 1e-3;
+pub const ATOL: f64 = 1e-7;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter.
+    Ref,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+    Unsupported,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Unsupported => "unsupported",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TestResult {
+    /// The suite (`node`, `simple`, ...): the test folder's parent, relative to the root.
+    pub suite: String,
+    pub name: String,
+    /// Distinct ONNX op types in the model, in first-use order.
+    pub ops: Vec<String>,
+    pub status: Status,
+    /// Why it failed or is unsupported (one line).
+    pub detail: String,
+}
+
+impl TestResult {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.suite, self.name)
+    }
+}
+
+/// Every test folder (one holding `model.onnx`) under `root`, sorted.
+pub fn find_tests(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("model.onnx").is_file() {
+            out.push(d);
+            continue;
+        }
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.replace(['\n', '\t'], " ");
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 300 {
+        format!("{}...", &s[..s.char_indices().nth(297).map_or(s.len(), |(i, _)| i)])
+    } else {
+        s
+    }
+}
+
+/// Run one test folder.
+pub fn run_test(dir: &Path, root: &Path, backend: Backend) -> TestResult {
+    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let suite = dir
+        .parent()
+        .and_then(|p| p.strip_prefix(root).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| ".".into());
+    let mut r = TestResult { suite, name, ops: Vec::new(), status: Status::Failed, detail: String::new() };
+    // A panic is a kiln bug, but one test's bug must not stop the scoreboard.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_test_inner(dir, backend, &mut r.ops)));
+    match outcome {
+        Ok(Ok(())) => r.status = Status::Passed,
+        Ok(Err((status, detail))) => {
+            r.status = status;
+            r.detail = one_line(&detail);
+        }
+        Err(p) => {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            r.detail = one_line(&format!("panic: {}", msg.unwrap_or_default()));
+        }
+    }
+    r
+}
+
+type Outcome = Result<(), (Status, String)>;
+
+fn failed(msg: impl Into<String>) -> (Status, String) {
+    (Status::Failed, msg.into())
+}
+
+fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcome {
+    let model = onnx::load_model(&dir.join("model.onnx")).map_err(|e| failed(e.to_string()))?;
+    if let Some(g) = &model.graph {
+        for n in &g.node {
+            let op = if n.domain().is_empty() || n.domain() == "ai.onnx" {
+                n.op_type().to_string()
+            } else {
+                format!("{}:{}", n.domain(), n.op_type())
+            };
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+    }
+    let graph = model.graph.as_ref().ok_or_else(|| failed("the model has no graph"))?;
+    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let input_names: Vec<String> =
+        graph.input.iter().map(|v| v.name().to_string()).filter(|n| !inits.contains(n.as_str())).collect();
+    let output_names: Vec<String> = graph.output.iter().map(|v| v.name().to_string()).collect();
+
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| failed(format!("{}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .collect();
+    sets.sort();
+    if sets.is_empty() {
+        return Err(failed("no test_data_set_* folders"));
+    }
+    for set in &sets {
+        let read = |prefix: &str, n: usize| -> Result<Vec<Tensor>, (Status, String)> {
+            (0..n)
+                .map(|k| {
+                    let p = set.join(format!("{prefix}_{k}.pb"));
+                    onnx::tensor::load_tensor_pb(&p).map(|(_, t)| t).map_err(|e| {
+                        let s = e.to_string();
+                        // An input dtype kiln lacks (strings, float8...) is unsupported, not wrong.
+                        let status = if s.contains("unsupported") { Status::Unsupported } else { Status::Failed };
+                        (status, s)
+                    })
+                })
+                .collect()
+        };
+        let inputs = read("input", input_names.len())?;
+        let expected = read("output", output_names.len())?;
+        let opts = ImportOptions {
+            input_shapes: input_names.iter().cloned().zip(inputs.iter().map(|t| t.shape().to_vec())).collect(),
+            ..Default::default()
+        };
+        let imported = onnx::import::import_model(&model, &opts).map_err(|e| {
+            let status = if e.is_unsupported() { Status::Unsupported } else { Status::Failed };
+            (status, e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        let feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
+        let outs = match backend {
+            Backend::Ref => run_ref(&imported.graph, &imported.weights, &feeds)?,
+        };
+        for (k, (name, want)) in output_names.iter().zip(&expected).enumerate() {
+            let got = outs.get(name).ok_or_else(|| failed(format!("output {k} `{name}` missing")))?;
+            if got.dtype() != want.dtype() {
+                return Err(failed(format!("output `{name}`: dtype {} but expected {}", got.dtype(), want.dtype())));
+            }
+            kiln_ir::tensor::allclose(got, want, RTOL, ATOL).map_err(|e| failed(format!("output `{name}`: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_ref(g: &kiln_ir::Graph, w: &Weights, feeds: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>, (Status, String)> {
+    kiln_ir::run(g, w, feeds).map(|v| v.into_iter().collect()).map_err(|e| failed(e.to_string()))
+}
+
+/// Counts (passed, failed, unsupported).
+pub fn totals<'a>(rs: impl IntoIterator<Item = &'a TestResult>) -> (usize, usize, usize) {
+    let mut t = (0, 0, 0);
+    for r in rs {
+        match r.status {
+            Status::Passed => t.0 += 1,
+            Status::Failed => t.1 += 1,
+            Status::Unsupported => t.2 += 1,
+        }
+    }
+    t
+}
+
+pub fn summary_line(rs: &[TestResult]) -> String {
+    let (p, f, u) = totals(rs);
+    format!("conformance: {p} passed, {f} failed, {u} unsupported of {}", rs.len())
+}
+
+pub fn tsv(rs: &[TestResult]) -> String {
+    let mut s = String::from("suite\ttest\tops\tstatus\tdetail\n");
+    for r in rs {
+        let _ = writeln!(s, "{}\t{}\t{}\t{}\t{}", r.suite, r.name, r.ops.join(" "), r.status.as_str(), r.detail);
+    }
+    s
+}
+
+/// `CONFORMANCE.md`: totals per suite and a per-op table.
+pub fn markdown(rs: &[TestResult], command: &str) -> String {
+    let mut s = String::from("# ONNX conformance\n\n");
+    let _ = writeln!(s, "Generated by `{command}`; do not edit by hand.\n");
+    let _ = writeln!(s, "A test passes when every data set matches within rtol {RTOL}, atol {ATOL}. It is *unsupported* when import fails only on missing ops, attributes or dtypes, and *failed* otherwise (wrong numbers, or an error while running).\n");
+    let _ = writeln!(s, "**{}**\n", summary_line(rs));
+    s.push_str("## Per suite\n\n| suite | passed | failed | unsupported | total | pass rate |\n|---|---|---|---|---|---|\n");
+    let mut suites: BTreeMap<&str, Vec<&TestResult>> = BTreeMap::new();
+    for r in rs {
+        suites.entry(&r.suite).or_default().push(r);
+    }
+    for (suite, v) in &suites {
+        let (p, f, u) = totals(v.iter().copied());
+        let _ = writeln!(s, "| {suite} | {p} | {f} | {u} | {} | {:.1}% |", v.len(), 100.0 * p as f64 / v.len().max(1) as f64);
+    }
+    s.push_str("\n## Per op\n\nEach test counts for every op its model uses; single-op tests live in the `node` suite.\n\n| op | tests | passed | failed | unsupported |\n|---|---|---|---|---|\n");
+    let mut per_op: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
+    for r in rs {
+        for op in &r.ops {
+            let e = per_op.entry(op).or_default();
+            e.0 += 1;
+            match r.status {
+                Status::Passed => e.1 += 1,
+                Status::Failed => e.2 += 1,
+                Status::Unsupported => e.3 += 1,
+            }
+        }
+    }
+    for (op, (n, p, f, u)) in &per_op {
+        let _ = writeln!(s, "| {op} | {n} | {p} | {f} | {u} |");
+    }
+    s
+}
