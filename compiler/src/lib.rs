@@ -1,4 +1,8 @@
 //! kiln-compiler: front ends, the pass manager and the passes.
 //!
-//! Empty so far: the ONNX importer (issue 3) and the pass manager with its
-//! passes (issue 4) land here. It may depend on kiln-ir but never on the runtime.
+//! So far: [`onnx`], the ONNX protobuf types, model loading and `TensorProto`
+//! decoding that the ONNX importer (issue 3) builds on. The pass manager with
+//! its passes (issue 4) lands here too. It may depend on kiln-ir but never on
+//! the runtime.
+
+pub mod onnx;
