@@ -81,7 +81,10 @@ fn one_line(s: &str) -> String {
     let s = s.replace(['\n', '\t'], " ");
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 300 {
-        format!("{}...", &s[..s.char_indices().nth(297).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(297).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -89,16 +92,27 @@ fn one_line(s: &str) -> String {
 
 /// Run one test folder.
 pub fn run_test(dir: &Path, root: &Path, backend: Backend) -> TestResult {
-    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let suite = dir
         .parent()
         .and_then(|p| p.strip_prefix(root).ok())
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| ".".into());
-    let mut r = TestResult { suite, name, ops: Vec::new(), status: Status::Failed, detail: String::new() };
+    let mut r = TestResult {
+        suite,
+        name,
+        ops: Vec::new(),
+        status: Status::Failed,
+        detail: String::new(),
+    };
     // A panic is a kiln bug, but one test's bug must not stop the scoreboard.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_test_inner(dir, backend, &mut r.ops)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_test_inner(dir, backend, &mut r.ops)
+    }));
     match outcome {
         Ok(Ok(())) => r.status = Status::Passed,
         Ok(Err((status, detail))) => {
@@ -106,7 +120,10 @@ pub fn run_test(dir: &Path, root: &Path, backend: Backend) -> TestResult {
             r.detail = one_line(&detail);
         }
         Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
             r.detail = one_line(&format!("panic: {}", msg.unwrap_or_default()));
         }
     }
@@ -133,17 +150,46 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
             }
         }
     }
-    let graph = model.graph.as_ref().ok_or_else(|| failed("the model has no graph"))?;
-    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
-    let input_names: Vec<String> =
-        graph.input.iter().map(|v| v.name().to_string()).filter(|n| !inits.contains(n.as_str())).collect();
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| failed("the model has no graph"))?;
+    for vi in graph.input.iter().chain(&graph.output) {
+        use kiln_compiler::onnx::proto::type_proto::Value as T;
+        let kind = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(T::TensorType(_)) | None => continue,
+            Some(T::SequenceType(_)) => "sequence",
+            Some(T::OptionalType(_)) => "optional",
+            Some(T::MapType(_)) => "map",
+            Some(_) => "non-tensor",
+        };
+        return Err((
+            Status::Unsupported,
+            format!(
+                "`{}` is a {kind} value (kiln supports tensors only)",
+                vi.name()
+            ),
+        ));
+    }
+    let inits: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name()).collect();
+    let input_names: Vec<String> = graph
+        .input
+        .iter()
+        .map(|v| v.name().to_string())
+        .filter(|n| !inits.contains(n.as_str()))
+        .collect();
     let output_names: Vec<String> = graph.output.iter().map(|v| v.name().to_string()).collect();
 
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| failed(format!("{}: {e}", dir.display())))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+        })
         .collect();
     sets.sort();
     if sets.is_empty() {
@@ -154,42 +200,92 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
             (0..n)
                 .map(|k| {
                     let p = set.join(format!("{prefix}_{k}.pb"));
-                    onnx::tensor::load_tensor_pb(&p).map(|(_, t)| t).map_err(|e| {
-                        let s = e.to_string();
-                        // An input dtype kiln lacks (strings, float8...) is unsupported, not wrong.
-                        let status = if s.contains("unsupported") { Status::Unsupported } else { Status::Failed };
-                        (status, s)
-                    })
+                    onnx::tensor::load_tensor_pb(&p)
+                        .map(|(_, t)| t)
+                        .map_err(|e| {
+                            let s = e.to_string();
+                            // An input dtype kiln lacks (strings, float8...) is unsupported, not wrong.
+                            let status = if s.contains("unsupported") {
+                                Status::Unsupported
+                            } else {
+                                Status::Failed
+                            };
+                            (status, s)
+                        })
                 })
                 .collect()
         };
         let inputs = read("input", input_names.len())?;
         let expected = read("output", output_names.len())?;
         let opts = ImportOptions {
-            input_shapes: input_names.iter().cloned().zip(inputs.iter().map(|t| t.shape().to_vec())).collect(),
+            input_shapes: input_names
+                .iter()
+                .cloned()
+                .zip(inputs.iter().map(|t| t.shape().to_vec()))
+                .collect(),
             ..Default::default()
         };
-        let imported = onnx::import::import_model(&model, &opts).map_err(|e| {
-            let status = if e.is_unsupported() { Status::Unsupported } else { Status::Failed };
-            (status, e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+        let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
+        // kiln compiles static graphs: when an integer input feeds a shape-like
+        // parameter (axes, pads, a reshape target), bind it at import time, as
+        // a user would with a fixed model.
+        let imported = match onnx::import::import_model(&model, &opts) {
+            Err(e) if e.needs_const_inputs() => {
+                let mut opts = opts.clone();
+                for (name, t) in &feeds {
+                    if matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32) {
+                        opts.const_inputs.insert(name.clone(), t.clone());
+                    }
+                }
+                feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
+                onnx::import::import_model(&model, &opts)
+            }
+            r => r,
+        }
+        .map_err(|e| {
+            let status = if e.is_unsupported() {
+                Status::Unsupported
+            } else {
+                Status::Failed
+            };
+            (
+                status,
+                e.problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
-        let feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
         let outs = match backend {
             Backend::Ref => run_ref(&imported.graph, &imported.weights, &feeds)?,
         };
         for (k, (name, want)) in output_names.iter().zip(&expected).enumerate() {
-            let got = outs.get(name).ok_or_else(|| failed(format!("output {k} `{name}` missing")))?;
+            let got = outs
+                .get(name)
+                .ok_or_else(|| failed(format!("output {k} `{name}` missing")))?;
             if got.dtype() != want.dtype() {
-                return Err(failed(format!("output `{name}`: dtype {} but expected {}", got.dtype(), want.dtype())));
+                return Err(failed(format!(
+                    "output `{name}`: dtype {} but expected {}",
+                    got.dtype(),
+                    want.dtype()
+                )));
             }
-            kiln_ir::tensor::allclose(got, want, RTOL, ATOL).map_err(|e| failed(format!("output `{name}`: {e}")))?;
+            kiln_ir::tensor::allclose(got, want, RTOL, ATOL)
+                .map_err(|e| failed(format!("output `{name}`: {e}")))?;
         }
     }
     Ok(())
 }
 
-fn run_ref(g: &kiln_ir::Graph, w: &Weights, feeds: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>, (Status, String)> {
-    kiln_ir::run(g, w, feeds).map(|v| v.into_iter().collect()).map_err(|e| failed(e.to_string()))
+fn run_ref(
+    g: &kiln_ir::Graph,
+    w: &Weights,
+    feeds: &HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>, (Status, String)> {
+    kiln_ir::run(g, w, feeds)
+        .map(|v| v.into_iter().collect())
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Counts (passed, failed, unsupported).
@@ -207,13 +303,24 @@ pub fn totals<'a>(rs: impl IntoIterator<Item = &'a TestResult>) -> (usize, usize
 
 pub fn summary_line(rs: &[TestResult]) -> String {
     let (p, f, u) = totals(rs);
-    format!("conformance: {p} passed, {f} failed, {u} unsupported of {}", rs.len())
+    format!(
+        "conformance: {p} passed, {f} failed, {u} unsupported of {}",
+        rs.len()
+    )
 }
 
 pub fn tsv(rs: &[TestResult]) -> String {
     let mut s = String::from("suite\ttest\tops\tstatus\tdetail\n");
     for r in rs {
-        let _ = writeln!(s, "{}\t{}\t{}\t{}\t{}", r.suite, r.name, r.ops.join(" "), r.status.as_str(), r.detail);
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}",
+            r.suite,
+            r.name,
+            r.ops.join(" "),
+            r.status.as_str(),
+            r.detail
+        );
     }
     s
 }
@@ -231,7 +338,12 @@ pub fn markdown(rs: &[TestResult], command: &str) -> String {
     }
     for (suite, v) in &suites {
         let (p, f, u) = totals(v.iter().copied());
-        let _ = writeln!(s, "| {suite} | {p} | {f} | {u} | {} | {:.1}% |", v.len(), 100.0 * p as f64 / v.len().max(1) as f64);
+        let _ = writeln!(
+            s,
+            "| {suite} | {p} | {f} | {u} | {} | {:.1}% |",
+            v.len(),
+            100.0 * p as f64 / v.len().max(1) as f64
+        );
     }
     s.push_str("\n## Per op\n\nEach test counts for every op its model uses; single-op tests live in the `node` suite.\n\n| op | tests | passed | failed | unsupported |\n|---|---|---|---|---|\n");
     let mut per_op: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();

@@ -49,7 +49,9 @@ enum Cmd {
         output_dir: Option<PathBuf>,
     },
     /// Run the ONNX backend test suite and score kiln against it.
-    #[command(after_help = "Examples:\n  kiln conformance ../shared/onnx-tests\n  kiln conformance ../shared/onnx-tests/node --report conformance.tsv --markdown CONFORMANCE.md")]
+    #[command(
+        after_help = "Examples:\n  kiln conformance ../shared/onnx-tests\n  kiln conformance ../shared/onnx-tests/node --report conformance.tsv --markdown CONFORMANCE.md"
+    )]
     Conformance {
         /// A folder of test folders (each with model.onnx and test_data_set_*), searched recursively.
         dir: PathBuf,
@@ -104,9 +106,13 @@ fn main() -> ExitCode {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Print { model } => {
-            let src = std::fs::read_to_string(&model)
-                .with_context(|| format!("reading {}", model.display()))?;
-            let g = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?;
+            let g = if is_onnx(&model) {
+                load_onnx(&model, &[])?.graph
+            } else {
+                let src = std::fs::read_to_string(&model)
+                    .with_context(|| format!("reading {}", model.display()))?;
+                ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?
+            };
             print!("{}", ir::print(&g));
             Ok(())
         }
@@ -116,9 +122,21 @@ fn real_main() -> Result<()> {
             dims,
             output_dir,
         } => {
-            let m = Model::load_kir(&model)?;
+            let m = if is_onnx(&model) {
+                load_onnx(&model, &dims)?
+            } else {
+                Model::load_kir(&model)?
+            };
             run_model(m, &inputs, &dims, output_dir.as_deref())
         }
+        Cmd::Conformance {
+            dir,
+            backend,
+            report,
+            markdown,
+            filter,
+            write_manifest,
+        } => conformance(&dir, backend, report, markdown, filter, write_manifest),
         Cmd::Demo { model, batch } => demo(&model, batch),
     }
 }
@@ -133,10 +151,18 @@ fn load_onnx(path: &Path, dims: &[String]) -> Result<Model> {
     let mut opts = kiln::compiler::onnx::import::ImportOptions::default();
     for s in dims {
         let (k, v) = parse_kv(s, "--dim")?;
-        opts.dims.insert(k.clone(), v.parse().map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?);
+        opts.dims.insert(
+            k.clone(),
+            v.parse()
+                .map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?,
+        );
     }
-    let imported = kiln::compiler::onnx::import::import_model(&proto, &opts).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(Model { graph: imported.graph, weights: imported.weights })
+    let imported = kiln::compiler::onnx::import::import_model(&proto, &opts)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(Model {
+        graph: imported.graph,
+        weights: imported.weights,
+    })
 }
 
 /// An input file: `.npy`, or a serialized ONNX `TensorProto` (`.pb`).
@@ -169,11 +195,16 @@ fn conformance(
     }
     let bar = indicatif::ProgressBar::new(tests.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut results = Vec::with_capacity(tests.len());
     for t in &tests {
-        bar.set_message(t.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        bar.set_message(
+            t.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         results.push(conf::run_test(t, dir, backend));
         bar.inc(1);
     }
@@ -184,14 +215,24 @@ fn conformance(
         }
     }
     if let Some(p) = report {
-        std::fs::write(&p, conf::tsv(&results)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, conf::tsv(&results))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = markdown {
-        let cmd = format!("kiln conformance {} --markdown {}", dir.display(), p.display());
-        std::fs::write(&p, conf::markdown(&results, &cmd)).with_context(|| format!("writing {}", p.display()))?;
+        let cmd = format!(
+            "kiln conformance {} --markdown {}",
+            dir.display(),
+            p.display()
+        );
+        std::fs::write(&p, conf::markdown(&results, &cmd))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = write_manifest {
-        let mut ids: Vec<String> = results.iter().filter(|r| r.status == conf::Status::Passed).map(|r| r.id()).collect();
+        let mut ids: Vec<String> = results
+            .iter()
+            .filter(|r| r.status == conf::Status::Passed)
+            .map(|r| r.id())
+            .collect();
         ids.sort();
         let body = format!("# ONNX tests that pass on the reference backend; checked by tests/conformance.rs.\n{}\n", ids.join("\n"));
         std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;

@@ -20,7 +20,8 @@ fn data_dir() -> Option<PathBuf> {
 }
 
 fn manifest() -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/expected_pass.txt");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/expected_pass.txt");
     std::fs::read_to_string(path)
         .expect("the manifest is committed")
         .lines()
@@ -53,5 +54,10 @@ fn manifest_tests_still_pass_on_ref() {
         }
     }
     eprintln!("{} manifest tests checked", ids.len());
-    assert!(broken.is_empty(), "{} regressions:\n{}", broken.len(), broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "{} regressions:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
 }

@@ -19,11 +19,23 @@ use super::tensor::{dtype_from_onnx, tensor_from_proto};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Problem {
     /// No converter for this op (or this opset version of it).
-    UnsupportedOp { node: String, op_type: String, opset: i64 },
+    UnsupportedOp {
+        node: String,
+        op_type: String,
+        opset: i64,
+    },
     /// The converter exists, but not for this attribute value or input form.
-    Unsupported { node: String, op_type: String, what: String },
+    Unsupported {
+        node: String,
+        op_type: String,
+        what: String,
+    },
     /// The model itself is malformed (missing input, bad attribute type...).
-    Invalid { node: String, op_type: String, msg: String },
+    Invalid {
+        node: String,
+        op_type: String,
+        msg: String,
+    },
 }
 
 impl Problem {
@@ -36,13 +48,26 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::UnsupportedOp { node, op_type, opset } => {
-                write!(f, "node \"{node}\": unsupported op {op_type} (opset {opset})")
+            Problem::UnsupportedOp {
+                node,
+                op_type,
+                opset,
+            } => {
+                write!(
+                    f,
+                    "node \"{node}\": unsupported op {op_type} (opset {opset})"
+                )
             }
-            Problem::Unsupported { node, op_type, what } => {
+            Problem::Unsupported {
+                node,
+                op_type,
+                what,
+            } => {
                 write!(f, "node \"{node}\" ({op_type}): unsupported {what}")
             }
-            Problem::Invalid { node, op_type, msg } => write!(f, "node \"{node}\" ({op_type}): {msg}"),
+            Problem::Invalid { node, op_type, msg } => {
+                write!(f, "node \"{node}\" ({op_type}): {msg}")
+            }
         }
     }
 }
@@ -55,6 +80,13 @@ pub struct ImportError {
 }
 
 impl ImportError {
+    /// True when some problem is an input that must be known at import time;
+    /// binding it with `ImportOptions::const_inputs` may resolve it.
+    pub fn needs_const_inputs(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Unsupported { what, .. } if what.contains(NOT_KNOWN)))
+    }
     /// True when every problem is a missing feature rather than a broken model.
     pub fn is_unsupported(&self) -> bool {
         self.problems.iter().all(Problem::is_unsupported)
@@ -68,6 +100,10 @@ pub struct ImportOptions {
     /// Concrete shapes for graph inputs, overriding what the model declares
     /// (used when the input data is known, as in conformance tests).
     pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Graph inputs whose values are fixed at compile time. They become
+    /// constants (not inputs), so shape-like inputs (`axes`, `pads`, a
+    /// `Reshape` target) can be folded into attributes.
+    pub const_inputs: HashMap<String, Tensor>,
 }
 
 pub struct Imported {
@@ -85,6 +121,8 @@ pub enum Val {
     Const { t: Tensor, param: Option<String> },
 }
 
+const NOT_KNOWN: &str = "that is not known at import time";
+
 /// Results larger than this are not folded at import (the weights stay params
 /// and the op stays in the graph, for the optimiser to decide).
 const FOLD_LIMIT: usize = 1 << 16;
@@ -95,7 +133,6 @@ pub(crate) struct Importer {
     vals: HashMap<String, Val>,
     /// Params already created for initializers.
     params: HashMap<String, ValueId>,
-    pub opset: i64,
 }
 
 /// The conversion context of one node: its inputs, attributes and outputs.
@@ -116,10 +153,18 @@ impl<'a> Ctx<'a> {
         self.node.op_type()
     }
     pub fn invalid<T>(&self, msg: impl Into<String>) -> CResult<T> {
-        Err(Problem::Invalid { node: self.name(), op_type: self.op_type().into(), msg: msg.into() })
+        Err(Problem::Invalid {
+            node: self.name(),
+            op_type: self.op_type().into(),
+            msg: msg.into(),
+        })
     }
     pub fn unsupported<T>(&self, what: impl Into<String>) -> CResult<T> {
-        Err(Problem::Unsupported { node: self.name(), op_type: self.op_type().into(), what: what.into() })
+        Err(Problem::Unsupported {
+            node: self.name(),
+            op_type: self.op_type().into(),
+            what: what.into(),
+        })
     }
     /// Number of inputs, counting trailing empty names as absent.
     pub fn num_inputs(&self) -> usize {
@@ -138,7 +183,8 @@ impl<'a> Ctx<'a> {
         }
     }
     pub fn input(&self, i: usize) -> CResult<Val> {
-        self.opt_input(i)?.map_or_else(|| self.invalid(format!("input {i} is required")), Ok)
+        self.opt_input(i)?
+            .map_or_else(|| self.invalid(format!("input {i} is required")), Ok)
     }
     /// Input `i` as a runtime value (constants are materialised).
     pub fn value(&mut self, i: usize) -> CResult<ValueId> {
@@ -156,11 +202,13 @@ impl<'a> Ctx<'a> {
         match self.opt_input(i)? {
             None => Ok(None),
             Some(Val::Const { t, .. }) => Ok(Some(t)),
-            Some(Val::Value(_)) => self.unsupported(format!("{what} (input {i}) that is not known at import time")),
+            Some(Val::Value(_)) => self.unsupported(format!("{what} (input {i}) {NOT_KNOWN}")),
         }
     }
     pub fn const_ints(&self, i: usize, what: &str) -> CResult<Option<Vec<i64>>> {
-        Ok(self.const_input(i, what)?.map(|t| t.to_i64().iter().copied().collect()))
+        Ok(self
+            .const_input(i, what)?
+            .map(|t| t.to_i64().iter().copied().collect()))
     }
     pub fn ty(&self, v: ValueId) -> TensorType {
         self.imp.g.value(v).ty.clone()
@@ -175,13 +223,19 @@ impl<'a> Ctx<'a> {
     /// The concrete shape of input `i`.
     pub fn input_dims(&self, i: usize) -> CResult<Vec<usize>> {
         let ty = self.input_type(i)?;
-        ty.shape.concrete().map_or_else(|| self.unsupported(format!("symbolic input shape {ty} (bind it)")), Ok)
+        ty.shape.concrete().map_or_else(
+            || self.unsupported(format!("symbolic input shape {ty} (bind it)")),
+            Ok,
+        )
     }
 
     pub fn materialize(&mut self, v: Val) -> CResult<ValueId> {
         match v {
             Val::Value(v) => Ok(v),
-            Val::Const { t, param: Some(name) } => {
+            Val::Const {
+                t,
+                param: Some(name),
+            } => {
                 if let Some(&p) = self.imp.params.get(&name) {
                     return Ok(p);
                 }
@@ -228,18 +282,29 @@ impl<'a> Ctx<'a> {
                 .collect();
             let tys: Vec<TensorType> = ts.iter().map(|t| t.ty()).collect();
             let ty_refs: Vec<&TensorType> = tys.iter().collect();
-            let out_tys = op.infer(&ty_refs).map_err(|e| op_err(self, e.to_string()))?;
-            let small = out_tys.iter().all(|t| t.shape.numel().is_some_and(|n| n <= FOLD_LIMIT));
+            let out_tys = op
+                .infer(&ty_refs)
+                .map_err(|e| op_err(self, e.to_string()))?;
+            let small = out_tys
+                .iter()
+                .all(|t| t.shape.numel().is_some_and(|n| n <= FOLD_LIMIT));
             if small {
                 let outs = op.eval(&ts).map_err(|e| op_err(self, e.to_string()))?;
-                return Ok(outs.into_iter().map(|t| Val::Const { t, param: None }).collect());
+                return Ok(outs
+                    .into_iter()
+                    .map(|t| Val::Const { t, param: None })
+                    .collect());
             }
         }
         let mut ids = Vec::with_capacity(inputs.len());
         for v in inputs {
             ids.push(self.materialize(v)?);
         }
-        let n = self.imp.g.add_node(op.clone(), &ids).map_err(|e| op_err(self, e.err.to_string()))?;
+        let n = self
+            .imp
+            .g
+            .add_node(op.clone(), &ids)
+            .map_err(|e| op_err(self, e.err.to_string()))?;
         let node = self.imp.g.node_mut(n);
         node.name = Some(node_name(self.node));
         Ok(node.outputs.iter().map(|&v| Val::Value(v)).collect())
@@ -247,13 +312,19 @@ impl<'a> Ctx<'a> {
 
     /// Shorthand: apply to runtime-or-constant inputs given by index.
     pub fn apply_inputs(&mut self, op: impl Into<Op>, idx: &[usize]) -> CResult<Val> {
-        let ins = idx.iter().map(|&i| self.input(i)).collect::<CResult<Vec<_>>>()?;
+        let ins = idx
+            .iter()
+            .map(|&i| self.input(i))
+            .collect::<CResult<Vec<_>>>()?;
         self.apply(op, ins)
     }
 
     /// A scalar constant of `dtype`.
     pub fn scalar(&self, dtype: DType, x: f64) -> Val {
-        Val::Const { t: Tensor::from_vec_f64(dtype, &[], vec![x]).expect("one value fits a scalar"), param: None }
+        Val::Const {
+            t: Tensor::from_vec_f64(dtype, &[], vec![x]).expect("one value fits a scalar"),
+            param: None,
+        }
     }
     /// The dtype of a value, constant or not.
     pub fn dtype_of(&self, v: &Val) -> DType {
@@ -281,39 +352,57 @@ impl<'a> Ctx<'a> {
     pub fn has_attr(&self, name: &str) -> bool {
         self.attr(name).is_some()
     }
-    fn attr_typed(&self, name: &str, want: AttributeType) -> CResult<Option<&proto::AttributeProto>> {
+    fn attr_typed(
+        &self,
+        name: &str,
+        want: AttributeType,
+    ) -> CResult<Option<&proto::AttributeProto>> {
         match self.attr(name) {
             None => Ok(None),
             Some(a) if a.r#type() == want || a.r#type() == AttributeType::Undefined => Ok(Some(a)),
-            Some(a) => self.invalid(format!("attribute `{name}` should be {want:?}, found {:?}", a.r#type())),
+            Some(a) => self.invalid(format!(
+                "attribute `{name}` should be {want:?}, found {:?}",
+                a.r#type()
+            )),
         }
     }
     pub fn attr_int(&self, name: &str, default: i64) -> CResult<i64> {
-        Ok(self.attr_typed(name, AttributeType::Int)?.map_or(default, |a| a.i()))
+        Ok(self
+            .attr_typed(name, AttributeType::Int)?
+            .map_or(default, |a| a.i()))
     }
     pub fn attr_opt_int(&self, name: &str) -> CResult<Option<i64>> {
         Ok(self.attr_typed(name, AttributeType::Int)?.map(|a| a.i()))
     }
     pub fn attr_float(&self, name: &str, default: f32) -> CResult<f32> {
-        Ok(self.attr_typed(name, AttributeType::Float)?.map_or(default, |a| a.f()))
+        Ok(self
+            .attr_typed(name, AttributeType::Float)?
+            .map_or(default, |a| a.f()))
     }
     pub fn attr_ints(&self, name: &str) -> CResult<Option<Vec<i64>>> {
-        Ok(self.attr_typed(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
+        Ok(self
+            .attr_typed(name, AttributeType::Ints)?
+            .map(|a| a.ints.clone()))
     }
     pub fn attr_floats(&self, name: &str) -> CResult<Option<Vec<f32>>> {
-        Ok(self.attr_typed(name, AttributeType::Floats)?.map(|a| a.floats.clone()))
+        Ok(self
+            .attr_typed(name, AttributeType::Floats)?
+            .map(|a| a.floats.clone()))
     }
     pub fn attr_str(&self, name: &str, default: &str) -> CResult<String> {
-        Ok(self
-            .attr_typed(name, AttributeType::String)?
-            .map_or_else(|| default.to_string(), |a| String::from_utf8_lossy(a.s()).into_owned()))
+        Ok(self.attr_typed(name, AttributeType::String)?.map_or_else(
+            || default.to_string(),
+            |a| String::from_utf8_lossy(a.s()).into_owned(),
+        ))
     }
     pub fn attr_tensor(&self, name: &str) -> CResult<Option<Tensor>> {
         match self.attr_typed(name, AttributeType::Tensor)? {
             None => Ok(None),
             Some(a) => match &a.t {
                 None => self.invalid(format!("attribute `{name}` has no tensor")),
-                Some(t) => tensor_from_proto(t).map(Some).or_else(|e| self.unsupported(format!("tensor attribute `{name}`: {e}"))),
+                Some(t) => tensor_from_proto(t)
+                    .map(Some)
+                    .or_else(|e| self.unsupported(format!("tensor attribute `{name}`: {e}"))),
             },
         }
     }
@@ -329,7 +418,11 @@ impl<'a> Ctx<'a> {
 
 pub fn node_name(n: &NodeProto) -> String {
     if n.name().is_empty() {
-        format!("{}({})", n.op_type(), n.output.first().map_or("", |s| s.as_str()))
+        format!(
+            "{}({})",
+            n.op_type(),
+            n.output.first().map_or("", |s| s.as_str())
+        )
     } else {
         n.name().to_string()
     }
@@ -341,48 +434,74 @@ fn value_type(vi: &proto::ValueInfoProto, opts: &ImportOptions) -> Result<Tensor
     let Some(T::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("is not a tensor (sequences, maps and optionals are unsupported)".into());
     };
-    let dtype = dtype_from_onnx(tt.elem_type()).ok_or_else(|| format!("has unsupported element type {}", tt.elem_type()))?;
+    let dtype = dtype_from_onnx(tt.elem_type())
+        .ok_or_else(|| format!("has unsupported element type {}", tt.elem_type()))?;
     if let Some(dims) = opts.input_shapes.get(vi.name()) {
         return Ok(TensorType::concrete(dtype, dims));
     }
-    let Some(shape) = &tt.shape else { return Err("has no shape".into()) };
+    let Some(shape) = &tt.shape else {
+        return Err("has no shape".into());
+    };
     let dims = shape
         .dim
         .iter()
         .enumerate()
         .map(|(i, d)| match &d.value {
             Some(D::DimValue(n)) if *n >= 0 => Ok(Dim::Known(*n as usize)),
-            Some(D::DimParam(p)) if !p.is_empty() => Ok(opts.dims.get(p).map_or_else(|| Dim::sym(p), |&n| Dim::Known(n))),
-            _ => Err(format!("dimension {i} is unknown (give it with --dim or an input)")),
+            Some(D::DimParam(p)) if !p.is_empty() => Ok(opts
+                .dims
+                .get(p)
+                .map_or_else(|| Dim::sym(p), |&n| Dim::Known(n))),
+            _ => Err(format!(
+                "dimension {i} is unknown (give it with --dim or an input)"
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(TensorType::new(dtype, Shape::from(dims)))
 }
 
 /// Import an ONNX model.
-pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<Imported, ImportError> {
+pub fn import_model(
+    model: &proto::ModelProto,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
     let mut problems = Vec::new();
-    let model_problem = |msg: String| Problem::Invalid { node: "<model>".into(), op_type: "".into(), msg };
+    let model_problem = |msg: String| Problem::Invalid {
+        node: "<model>".into(),
+        op_type: "".into(),
+        msg,
+    };
     let opset = model
         .opset_import
         .iter()
         .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
         .map_or(1, |o| o.version());
     let Some(graph) = &model.graph else {
-        return Err(ImportError { problems: vec![model_problem("the model has no graph".into())] });
+        return Err(ImportError {
+            problems: vec![model_problem("the model has no graph".into())],
+        });
     };
     let mut imp = Importer {
-        g: Graph::new(if graph.name().is_empty() { "onnx" } else { graph.name() }),
+        g: Graph::new(if graph.name().is_empty() {
+            "onnx"
+        } else {
+            graph.name()
+        }),
         weights: Weights::default(),
         vals: HashMap::new(),
         params: HashMap::new(),
-        opset,
     };
 
     for init in &graph.initializer {
         match tensor_from_proto(init) {
             Ok(t) => {
-                imp.vals.insert(init.name().to_string(), Val::Const { t, param: Some(init.name().to_string()) });
+                imp.vals.insert(
+                    init.name().to_string(),
+                    Val::Const {
+                        t,
+                        param: Some(init.name().to_string()),
+                    },
+                );
             }
             Err(e) => problems.push(Problem::Unsupported {
                 node: init.name().into(),
@@ -394,6 +513,16 @@ pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<I
     for vi in &graph.input {
         if imp.vals.contains_key(vi.name()) {
             continue; // an initializer with a default value: kiln treats it as a weight
+        }
+        if let Some(t) = opts.const_inputs.get(vi.name()) {
+            imp.vals.insert(
+                vi.name().to_string(),
+                Val::Const {
+                    t: t.clone(),
+                    param: None,
+                },
+            );
+            continue;
         }
         match value_type(vi, opts) {
             Ok(ty) => {
@@ -412,13 +541,22 @@ pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<I
     for n in &graph.node {
         let domain_ok = n.domain().is_empty() || n.domain() == "ai.onnx";
         if !domain_ok || super::ops::converter(n.op_type(), opset).is_none() {
-            let op_type = if domain_ok { n.op_type().to_string() } else { format!("{}:{}", n.domain(), n.op_type()) };
-            problems.push(Problem::UnsupportedOp { node: node_name(n), op_type, opset });
+            let op_type = if domain_ok {
+                n.op_type().to_string()
+            } else {
+                format!("{}:{}", n.domain(), n.op_type())
+            };
+            problems.push(Problem::UnsupportedOp {
+                node: node_name(n),
+                op_type,
+                opset,
+            });
         }
     }
     let mut poisoned: std::collections::HashSet<String> = std::collections::HashSet::new();
     for n in &graph.node {
-        let Some(conv) = super::ops::converter(n.op_type(), opset).filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")
+        let Some(conv) = super::ops::converter(n.op_type(), opset)
+            .filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")
         else {
             poisoned.extend(n.output.iter().cloned());
             continue;
@@ -427,7 +565,12 @@ pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<I
             poisoned.extend(n.output.iter().cloned());
             continue;
         }
-        let mut ctx = Ctx { imp: &mut imp, node: n, opset, outputs: Vec::new() };
+        let mut ctx = Ctx {
+            imp: &mut imp,
+            node: n,
+            opset,
+            outputs: Vec::new(),
+        };
         match conv(&mut ctx) {
             Ok(()) => {
                 let outs = std::mem::take(&mut ctx.outputs);
@@ -462,14 +605,22 @@ pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<I
             continue;
         }
         let Some(v) = imp.vals.get(vo.name()).cloned() else {
-            problems.push(model_problem(format!("graph output `{}` is never computed", vo.name())));
+            problems.push(model_problem(format!(
+                "graph output `{}` is never computed",
+                vo.name()
+            )));
             continue;
         };
         let id = match v {
             Val::Value(id) => id,
             Val::Const { t, param } => {
                 // A fully folded output still needs a node (or param) to name it.
-                let mut dummy = Ctx { imp: &mut imp, node: &NodeProto::default(), opset, outputs: Vec::new() };
+                let mut dummy = Ctx {
+                    imp: &mut imp,
+                    node: &NodeProto::default(),
+                    opset,
+                    outputs: Vec::new(),
+                };
                 match dummy.materialize(Val::Const { t, param }) {
                     Ok(id) => id,
                     Err(p) => {
@@ -486,8 +637,14 @@ pub fn import_model(model: &proto::ModelProto, opts: &ImportOptions) -> Result<I
         return Err(ImportError { problems });
     }
     if let Err(e) = kiln_ir::verify(&imp.g) {
-        return Err(ImportError { problems: vec![model_problem(format!("imported graph fails verification: {e}"))] });
+        return Err(ImportError {
+            problems: vec![model_problem(format!(
+                "imported graph fails verification: {e}"
+            ))],
+        });
     }
-    Ok(Imported { graph: imp.g, weights: imp.weights })
+    Ok(Imported {
+        graph: imp.g,
+        weights: imp.weights,
+    })
 }
-

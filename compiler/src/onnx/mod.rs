@@ -19,6 +19,8 @@ use prost::Message;
     unreachable_pub
 )]
 pub mod proto;
+pub mod import;
+pub mod ops;
 pub mod tensor;
 
 pub use tensor::{

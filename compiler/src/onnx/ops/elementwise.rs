@@ -13,7 +13,9 @@ pub const OPS: &[Row] = &[
     ("Exp", 6, MAX_OPSET, |c| unary(c, UnaryKind::Exp)),
     ("Log", 6, MAX_OPSET, |c| unary(c, UnaryKind::Log)),
     ("Sqrt", 6, MAX_OPSET, |c| unary(c, UnaryKind::Sqrt)),
-    ("Reciprocal", 6, MAX_OPSET, |c| unary(c, UnaryKind::Reciprocal)),
+    ("Reciprocal", 6, MAX_OPSET, |c| {
+        unary(c, UnaryKind::Reciprocal)
+    }),
     ("Sin", 7, MAX_OPSET, |c| unary(c, UnaryKind::Sin)),
     ("Cos", 7, MAX_OPSET, |c| unary(c, UnaryKind::Cos)),
     ("Tanh", 6, MAX_OPSET, |c| unary(c, UnaryKind::Tanh)),
@@ -26,10 +28,22 @@ pub const OPS: &[Row] = &[
     ("Ceil", 6, MAX_OPSET, |c| unary(c, UnaryKind::Ceil)),
     ("Round", 11, MAX_OPSET, |c| unary(c, UnaryKind::Round)),
     ("Not", 1, MAX_OPSET, |c| unary(c, UnaryKind::Not)),
-    ("LeakyRelu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::LeakyRelu, &[("alpha", 0.01)])),
-    ("Elu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::Elu, &[("alpha", 1.0)])),
-    ("Selu", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::Selu, &[("alpha", 1.673_263_2), ("gamma", 1.050_701)])),
-    ("HardSigmoid", 6, MAX_OPSET, |c| unary_params(c, UnaryKind::HardSigmoid, &[("alpha", 0.2), ("beta", 0.5)])),
+    ("LeakyRelu", 6, MAX_OPSET, |c| {
+        unary_params(c, UnaryKind::LeakyRelu, &[("alpha", 0.01)])
+    }),
+    ("Elu", 6, MAX_OPSET, |c| {
+        unary_params(c, UnaryKind::Elu, &[("alpha", 1.0)])
+    }),
+    ("Selu", 6, MAX_OPSET, |c| {
+        unary_params(
+            c,
+            UnaryKind::Selu,
+            &[("alpha", 1.673_263_2), ("gamma", 1.050_701)],
+        )
+    }),
+    ("HardSigmoid", 6, MAX_OPSET, |c| {
+        unary_params(c, UnaryKind::HardSigmoid, &[("alpha", 0.2), ("beta", 0.5)])
+    }),
     ("Gelu", 20, MAX_OPSET, gelu),
     ("Identity", 1, MAX_OPSET, identity),
     ("Add", 7, MAX_OPSET, |c| binary(c, BinaryKind::Add)),
@@ -41,7 +55,9 @@ pub const OPS: &[Row] = &[
     ("Less", 7, MAX_OPSET, |c| binary(c, BinaryKind::Lt)),
     ("LessOrEqual", 12, MAX_OPSET, |c| binary(c, BinaryKind::Le)),
     ("Greater", 7, MAX_OPSET, |c| binary(c, BinaryKind::Gt)),
-    ("GreaterOrEqual", 12, MAX_OPSET, |c| binary(c, BinaryKind::Ge)),
+    ("GreaterOrEqual", 12, MAX_OPSET, |c| {
+        binary(c, BinaryKind::Ge)
+    }),
     ("And", 7, MAX_OPSET, |c| binary(c, BinaryKind::And)),
     ("Or", 7, MAX_OPSET, |c| binary(c, BinaryKind::Or)),
     ("Where", 9, MAX_OPSET, |c| {
@@ -84,7 +100,11 @@ fn gelu(c: &mut Ctx) -> CResult<()> {
     op.approximate = Some(match c.attr_str("approximate", "none")?.as_str() {
         "none" => "none",
         "tanh" => "tanh",
-        other => return c.invalid(format!("approximate must be \"none\" or \"tanh\", found {other:?}")),
+        other => {
+            return c.invalid(format!(
+                "approximate must be \"none\" or \"tanh\", found {other:?}"
+            ))
+        }
     });
     let v = c.apply_inputs(op, &[0])?;
     c.set_output(0, v);

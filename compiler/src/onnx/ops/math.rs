@@ -7,7 +7,10 @@ use kiln_ir::ops::shape::Transpose;
 use super::{Row, MAX_OPSET};
 use crate::onnx::import::{CResult, Ctx};
 
-pub const OPS: &[Row] = &[("MatMul", 9, MAX_OPSET, matmul), ("Gemm", 11, MAX_OPSET, gemm)];
+pub const OPS: &[Row] = &[
+    ("MatMul", 9, MAX_OPSET, matmul),
+    ("Gemm", 11, MAX_OPSET, gemm),
+];
 
 fn matmul(c: &mut Ctx) -> CResult<()> {
     let v = c.apply_inputs(MatMul, &[0, 1])?;

@@ -16,10 +16,16 @@ pub type Row = (&'static str, i64, i64, Converter);
 
 /// The newest opset in the test data; later opsets are accepted as long as the
 /// op's semantics have not changed, which the conformance suite checks.
-pub const MAX_OPSET: i64 = 24;
+pub const MAX_OPSET: i64 = 28;
 
 fn tables() -> [&'static [Row]; 5] {
-    [elementwise::OPS, math::OPS, nn::OPS, reduce::OPS, shape::OPS]
+    [
+        elementwise::OPS,
+        math::OPS,
+        nn::OPS,
+        reduce::OPS,
+        shape::OPS,
+    ]
 }
 
 /// The converter for `op_type` at `opset`, if kiln has one.
@@ -33,7 +39,11 @@ pub fn converter(op_type: &str, opset: i64) -> Option<Converter> {
 
 /// Every supported ONNX op type with its opset range, for documentation.
 pub fn supported() -> Vec<(&'static str, i64, i64)> {
-    let mut v: Vec<_> = tables().into_iter().flatten().map(|r| (r.0, r.1, r.2)).collect();
+    let mut v: Vec<_> = tables()
+        .into_iter()
+        .flatten()
+        .map(|r| (r.0, r.1, r.2))
+        .collect();
     v.sort();
     v
 }

@@ -14,8 +14,12 @@ pub const OPS: &[Row] = &[
     ("ConvTranspose", 1, MAX_OPSET, conv_transpose),
     ("MaxPool", 8, MAX_OPSET, |c| pool(c, PoolKind::Max)),
     ("AveragePool", 7, MAX_OPSET, |c| pool(c, PoolKind::Avg)),
-    ("GlobalMaxPool", 1, MAX_OPSET, |c| global_pool(c, PoolKind::Max)),
-    ("GlobalAveragePool", 1, MAX_OPSET, |c| global_pool(c, PoolKind::Avg)),
+    ("GlobalMaxPool", 1, MAX_OPSET, |c| {
+        global_pool(c, PoolKind::Max)
+    }),
+    ("GlobalAveragePool", 1, MAX_OPSET, |c| {
+        global_pool(c, PoolKind::Avg)
+    }),
     ("BatchNormalization", 9, MAX_OPSET, batch_norm),
     ("LayerNormalization", 17, MAX_OPSET, layer_norm),
     ("Softmax", 1, MAX_OPSET, |c| softmax(c, false)),
@@ -25,7 +29,13 @@ pub const OPS: &[Row] = &[
 
 /// Explicit pads for `auto_pad` SAME_UPPER / SAME_LOWER / VALID / NOTSET.
 /// `kernel` is the effective kernel extent ((k-1)*dilation + 1) per axis.
-fn auto_pads(c: &Ctx, spatial: &[usize], kernel: &[usize], strides: &[i64], given: Option<Vec<i64>>) -> CResult<Vec<i64>> {
+fn auto_pads(
+    c: &Ctx,
+    spatial: &[usize],
+    kernel: &[usize],
+    strides: &[i64],
+    given: Option<Vec<i64>>,
+) -> CResult<Vec<i64>> {
     let n = spatial.len();
     let mode = c.attr_str("auto_pad", "NOTSET")?;
     match mode.as_str() {
@@ -36,9 +46,14 @@ fn auto_pads(c: &Ctx, spatial: &[usize], kernel: &[usize], strides: &[i64], give
             for i in 0..n {
                 let s = strides.get(i).copied().unwrap_or(1).max(1) as usize;
                 let out = spatial[i].div_ceil(s);
-                let total = ((out.saturating_sub(1)) * s + kernel[i]).saturating_sub(spatial[i]) as i64;
+                let total =
+                    ((out.saturating_sub(1)) * s + kernel[i]).saturating_sub(spatial[i]) as i64;
                 let (small, big) = (total / 2, total - total / 2);
-                let (b, e) = if mode == "SAME_UPPER" { (small, big) } else { (big, small) };
+                let (b, e) = if mode == "SAME_UPPER" {
+                    (small, big)
+                } else {
+                    (big, small)
+                };
                 pads[i] = b;
                 pads[i + n] = e;
             }
@@ -57,7 +72,11 @@ fn spatial_of(c: &Ctx, i: usize) -> CResult<Vec<usize>> {
 }
 
 fn effective_kernel(kernel: &[usize], dilations: &[i64]) -> Vec<usize> {
-    kernel.iter().enumerate().map(|(i, &k)| (k.max(1) - 1) * dilations.get(i).copied().unwrap_or(1).max(1) as usize + 1).collect()
+    kernel
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (k.max(1) - 1) * dilations.get(i).copied().unwrap_or(1).max(1) as usize + 1)
+        .collect()
 }
 
 fn conv(c: &mut Ctx) -> CResult<()> {
@@ -70,7 +89,13 @@ fn conv(c: &mut Ctx) -> CResult<()> {
         Some(k) => k.iter().map(|&x| x.max(0) as usize).collect(),
         None => wdims.get(2..).unwrap_or_default().to_vec(),
     };
-    let pads = auto_pads(c, &spatial, &effective_kernel(&kernel, &dilations), &strides, c.attr_ints("pads")?)?;
+    let pads = auto_pads(
+        c,
+        &spatial,
+        &effective_kernel(&kernel, &dilations),
+        &strides,
+        c.attr_ints("pads")?,
+    )?;
     let op = Conv::new(&strides, &pads, &dilations, groups);
     let idx: Vec<usize> = (0..c.num_inputs()).collect();
     let v = c.apply_inputs(op, &idx)?;
@@ -111,7 +136,11 @@ fn conv_transpose(c: &mut Ctx) -> CResult<()> {
                 out_pad[i] -= total;
                 continue;
             }
-            let (b, e) = if auto == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
+            let (b, e) = if auto == "SAME_LOWER" {
+                (total - total / 2, total / 2)
+            } else {
+                (total / 2, total - total / 2)
+            };
             pads[i] = b;
             pads[i + n] = e;
         }
@@ -135,12 +164,20 @@ fn pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
     if c.attr_int("storage_order", 0)? != 0 {
         return c.unsupported("storage_order = 1");
     }
-    let Some(kernel) = c.attr_ints("kernel_shape")? else { return c.invalid("kernel_shape is required") };
+    let Some(kernel) = c.attr_ints("kernel_shape")? else {
+        return c.invalid("kernel_shape is required");
+    };
     let strides = c.attr_ints("strides")?.unwrap_or_default();
     let dilations = c.attr_ints("dilations")?.unwrap_or_default();
     let spatial = spatial_of(c, 0)?;
     let ku: Vec<usize> = kernel.iter().map(|&k| k.max(1) as usize).collect();
-    let pads = auto_pads(c, &spatial, &effective_kernel(&ku, &dilations), &strides, c.attr_ints("pads")?)?;
+    let pads = auto_pads(
+        c,
+        &spatial,
+        &effective_kernel(&ku, &dilations),
+        &strides,
+        c.attr_ints("pads")?,
+    )?;
     let mut op = Pool::new(kind, &kernel);
     op.strides = strides;
     op.pads = pads;
@@ -197,7 +234,10 @@ fn softmax(c: &mut Ctx, log: bool) -> CResult<()> {
     let x = c.input(0)?;
     let flat = c.apply(Flatten { axis }, vec![x])?;
     let s = c.apply(Softmax::new(1, log), vec![flat])?;
-    let back = c.apply(Reshape::new(dims.iter().map(|&d| d as i64).collect()), vec![s])?;
+    let back = c.apply(
+        Reshape::new(dims.iter().map(|&d| d as i64).collect()),
+        vec![s],
+    )?;
     c.set_output(0, back);
     Ok(())
 }
@@ -222,8 +262,15 @@ fn dropout(c: &mut Ctx) -> CResult<()> {
         // At inference the mask keeps everything.
         let dims = c.input_dims(0)?;
         let n: usize = dims.iter().product();
-        let mask = Tensor::from_vec_f64(DType::Bool, &dims, vec![1.0; n]).expect("dims match the count");
-        c.set_output(1, Val::Const { t: mask, param: None });
+        let mask =
+            Tensor::from_vec_f64(DType::Bool, &dims, vec![1.0; n]).expect("dims match the count");
+        c.set_output(
+            1,
+            Val::Const {
+                t: mask,
+                param: None,
+            },
+        );
     }
     Ok(())
 }

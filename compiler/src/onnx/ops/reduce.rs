@@ -7,16 +7,36 @@ use super::{Row, MAX_OPSET};
 use crate::onnx::import::{CResult, Ctx, Val};
 
 pub const OPS: &[Row] = &[
-    ("ReduceSum", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::None, Post::None, 13)),
-    ("ReduceMean", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Mean, Pre::None, Post::None, 18)),
-    ("ReduceMax", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Max, Pre::None, Post::None, 18)),
-    ("ReduceMin", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Min, Pre::None, Post::None, 18)),
-    ("ReduceProd", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Prod, Pre::None, Post::None, 18)),
-    ("ReduceL1", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::Abs, Post::None, 18)),
-    ("ReduceL2", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::Square, Post::Sqrt, 18)),
-    ("ReduceSumSquare", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::Square, Post::None, 18)),
-    ("ReduceLogSum", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::None, Post::Log, 18)),
-    ("ReduceLogSumExp", 1, MAX_OPSET, |c| reduce(c, ReduceKind::Sum, Pre::Exp, Post::Log, 18)),
+    ("ReduceSum", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::None, Post::None, 13)
+    }),
+    ("ReduceMean", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Mean, Pre::None, Post::None, 18)
+    }),
+    ("ReduceMax", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Max, Pre::None, Post::None, 18)
+    }),
+    ("ReduceMin", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Min, Pre::None, Post::None, 18)
+    }),
+    ("ReduceProd", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Prod, Pre::None, Post::None, 18)
+    }),
+    ("ReduceL1", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::Abs, Post::None, 18)
+    }),
+    ("ReduceL2", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::Square, Post::Sqrt, 18)
+    }),
+    ("ReduceSumSquare", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::Square, Post::None, 18)
+    }),
+    ("ReduceLogSum", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::None, Post::Log, 18)
+    }),
+    ("ReduceLogSumExp", 1, MAX_OPSET, |c| {
+        reduce(c, ReduceKind::Sum, Pre::Exp, Post::Log, 18)
+    }),
     ("ArgMax", 1, MAX_OPSET, |c| arg(c, true)),
     ("ArgMin", 1, MAX_OPSET, |c| arg(c, false)),
 ];
@@ -38,8 +58,18 @@ enum Post {
 /// A reduction, optionally composed with an elementwise op before and after
 /// (ReduceL2 = sqrt(sum(x*x)), ReduceLogSumExp = log(sum(exp(x))), ...).
 /// `axes_input_from` is the opset where `axes` moved from attribute to input.
-fn reduce(c: &mut Ctx, kind: ReduceKind, pre: Pre, post: Post, axes_input_from: i64) -> CResult<()> {
-    let axes = if c.opset >= axes_input_from { c.const_ints(1, "axes")? } else { c.attr_ints("axes")? };
+fn reduce(
+    c: &mut Ctx,
+    kind: ReduceKind,
+    pre: Pre,
+    post: Post,
+    axes_input_from: i64,
+) -> CResult<()> {
+    let axes = if c.opset >= axes_input_from {
+        c.const_ints(1, "axes")?
+    } else {
+        c.attr_ints("axes")?
+    };
     let keepdims = c.attr_int("keepdims", 1)? != 0;
     let noop = c.attr_int("noop_with_empty_axes", 0)? != 0;
     let mut x = c.input(0)?;

@@ -23,7 +23,9 @@ pub const OPS: &[Row] = &[
         out(c, Transpose::new(perm), &[0])
     }),
     ("Concat", 4, MAX_OPSET, |c| {
-        let Some(axis) = c.attr_opt_int("axis")? else { return c.invalid("axis is required") };
+        let Some(axis) = c.attr_opt_int("axis")? else {
+            return c.invalid("axis is required");
+        };
         let idx: Vec<usize> = (0..c.num_inputs()).collect();
         out(c, Concat { axis }, &idx)
     }),
@@ -35,21 +37,41 @@ pub const OPS: &[Row] = &[
     }),
     ("Pad", 2, MAX_OPSET, pad),
     ("Expand", 8, MAX_OPSET, |c| {
-        let Some(shape) = c.const_ints(1, "shape")? else { return c.invalid("shape is required") };
+        let Some(shape) = c.const_ints(1, "shape")? else {
+            return c.invalid("shape is required");
+        };
         out(c, Expand { shape }, &[0])
     }),
     ("Squeeze", 1, MAX_OPSET, |c| {
-        let axes = if c.opset >= 13 { c.const_ints(1, "axes")? } else { c.attr_ints("axes")? };
-        out(c, Squeeze { axes: axes.unwrap_or_default() }, &[0])
+        let axes = if c.opset >= 13 {
+            c.const_ints(1, "axes")?
+        } else {
+            c.attr_ints("axes")?
+        };
+        out(
+            c,
+            Squeeze {
+                axes: axes.unwrap_or_default(),
+            },
+            &[0],
+        )
     }),
     ("Unsqueeze", 1, MAX_OPSET, |c| {
-        let axes = if c.opset >= 13 { c.const_ints(1, "axes")? } else { c.attr_ints("axes")? };
-        let Some(axes) = axes else { return c.invalid("axes is required") };
+        let axes = if c.opset >= 13 {
+            c.const_ints(1, "axes")?
+        } else {
+            c.attr_ints("axes")?
+        };
+        let Some(axes) = axes else {
+            return c.invalid("axes is required");
+        };
         out(c, Unsqueeze { axes }, &[0])
     }),
     ("Cast", 6, MAX_OPSET, |c| {
         let to = c.attr_int("to", 0)?;
-        let Some(to) = dtype_from_onnx(to as i32) else { return c.unsupported(format!("cast to ONNX type {to}")) };
+        let Some(to) = dtype_from_onnx(to as i32) else {
+            return c.unsupported(format!("cast to ONNX type {to}"));
+        };
         out(c, Cast { to }, &[0])
     }),
     ("CastLike", 15, MAX_OPSET, |c| {
@@ -75,7 +97,9 @@ fn out(c: &mut Ctx, op: impl Into<kiln_ir::Op>, idx: &[usize]) -> CResult<()> {
 }
 
 fn reshape(c: &mut Ctx) -> CResult<()> {
-    let Some(shape) = c.const_ints(1, "shape")? else { return c.invalid("shape is required") };
+    let Some(shape) = c.const_ints(1, "shape")? else {
+        return c.invalid("shape is required");
+    };
     if c.attr_int("allowzero", 0)? != 0 && shape.contains(&0) {
         return c.unsupported("allowzero = 1 with a zero in the shape");
     }
@@ -84,15 +108,23 @@ fn reshape(c: &mut Ctx) -> CResult<()> {
 
 fn split(c: &mut Ctx) -> CResult<()> {
     let axis = c.attr_int("axis", 0)?;
-    let given = if c.opset >= 13 { c.const_ints(1, "split")? } else { c.attr_ints("split")? };
+    let given = if c.opset >= 13 {
+        c.const_ints(1, "split")?
+    } else {
+        c.attr_ints("split")?
+    };
     let n_out = c.node.output.len().max(1);
     let sizes = match given {
         Some(s) => s,
         None => {
             let dims = c.input_dims(0)?;
-            let Some(a) = kiln_ir::ops::norm_axis(axis, dims.len()) else { return c.invalid(format!("axis {axis} out of range")) };
+            let Some(a) = kiln_ir::ops::norm_axis(axis, dims.len()) else {
+                return c.invalid(format!("axis {axis} out of range"));
+            };
             let len = dims[a];
-            let parts = c.attr_opt_int("num_outputs")?.map_or(n_out, |n| n.max(1) as usize);
+            let parts = c
+                .attr_opt_int("num_outputs")?
+                .map_or(n_out, |n| n.max(1) as usize);
             // Equal parts; with num_outputs (opset 18) the last part may be smaller.
             let chunk = len.div_ceil(parts);
             let mut v = Vec::with_capacity(parts);
@@ -115,12 +147,25 @@ fn split(c: &mut Ctx) -> CResult<()> {
 
 fn slice(c: &mut Ctx) -> CResult<()> {
     let (starts, ends, axes, steps) = if c.opset >= 10 {
-        let Some(s) = c.const_ints(1, "starts")? else { return c.invalid("starts is required") };
-        let Some(e) = c.const_ints(2, "ends")? else { return c.invalid("ends is required") };
-        (s, e, c.const_ints(3, "axes")?.unwrap_or_default(), c.const_ints(4, "steps")?.unwrap_or_default())
+        let Some(s) = c.const_ints(1, "starts")? else {
+            return c.invalid("starts is required");
+        };
+        let Some(e) = c.const_ints(2, "ends")? else {
+            return c.invalid("ends is required");
+        };
+        (
+            s,
+            e,
+            c.const_ints(3, "axes")?.unwrap_or_default(),
+            c.const_ints(4, "steps")?.unwrap_or_default(),
+        )
     } else {
-        let Some(s) = c.attr_ints("starts")? else { return c.invalid("starts is required") };
-        let Some(e) = c.attr_ints("ends")? else { return c.invalid("ends is required") };
+        let Some(s) = c.attr_ints("starts")? else {
+            return c.invalid("starts is required");
+        };
+        let Some(e) = c.attr_ints("ends")? else {
+            return c.invalid("ends is required");
+        };
         (s, e, c.attr_ints("axes")?.unwrap_or_default(), vec![])
     };
     out(c, Slice::new(starts, ends, axes, steps), &[0])
@@ -135,8 +180,13 @@ fn pad(c: &mut Ctx) -> CResult<()> {
     };
     let rank = c.input_type(0)?.rank();
     let (pads, value) = if c.opset >= 11 {
-        let Some(p) = c.const_ints(1, "pads")? else { return c.invalid("pads is required") };
-        let value = c.const_input(2, "constant_value")?.and_then(|t| t.values_f64().first().copied()).unwrap_or(0.0);
+        let Some(p) = c.const_ints(1, "pads")? else {
+            return c.invalid("pads is required");
+        };
+        let value = c
+            .const_input(2, "constant_value")?
+            .and_then(|t| t.values_f64().first().copied())
+            .unwrap_or(0.0);
         let pads = match c.const_ints(3, "axes")? {
             None => p,
             Some(axes) => {
@@ -147,7 +197,9 @@ fn pad(c: &mut Ctx) -> CResult<()> {
                     return c.invalid(format!("pads has {} values for {k} axes", p.len()));
                 }
                 for (j, &a) in axes.iter().enumerate() {
-                    let Some(a) = kiln_ir::ops::norm_axis(a, rank) else { return c.invalid(format!("axis {a} out of range")) };
+                    let Some(a) = kiln_ir::ops::norm_axis(a, rank) else {
+                        return c.invalid(format!("axis {a} out of range"));
+                    };
                     full[a] = p[j];
                     full[a + rank] = p[j + k];
                 }
@@ -156,7 +208,9 @@ fn pad(c: &mut Ctx) -> CResult<()> {
         };
         (pads, value)
     } else {
-        let Some(p) = c.attr_ints("pads")? else { return c.invalid("pads is required") };
+        let Some(p) = c.attr_ints("pads")? else {
+            return c.invalid("pads is required");
+        };
         (p, f64::from(c.attr_float("value", 0.0)?))
     };
     out(c, Pad::new(mode, pads, value), &[0])
@@ -166,15 +220,27 @@ fn constant(c: &mut Ctx) -> CResult<()> {
     let t = if let Some(t) = c.attr_tensor("value")? {
         t
     } else if c.has_attr("value_float") {
-        Tensor::from_vec_f64(DType::F32, &[], vec![f64::from(c.attr_float("value_float", 0.0)?)]).expect("scalar")
+        Tensor::from_vec_f64(
+            DType::F32,
+            &[],
+            vec![f64::from(c.attr_float("value_float", 0.0)?)],
+        )
+        .expect("scalar")
     } else if let Some(v) = c.attr_floats("value_floats")? {
-        Tensor::from_vec_f64(DType::F32, &[v.len()], v.iter().map(|&x| f64::from(x)).collect()).expect("1-D")
+        Tensor::from_vec_f64(
+            DType::F32,
+            &[v.len()],
+            v.iter().map(|&x| f64::from(x)).collect(),
+        )
+        .expect("1-D")
     } else if let Some(i) = c.attr_opt_int("value_int")? {
         Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[]), vec![i]).expect("scalar"))
     } else if let Some(v) = c.attr_ints("value_ints")? {
         Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"))
     } else {
-        return c.unsupported("Constant without a tensor, float or int value (sparse or string constants)");
+        return c.unsupported(
+            "Constant without a tensor, float or int value (sparse or string constants)",
+        );
     };
     // Kept known at import time; it becomes a `constant` node only if read at run time.
     c.set_output(0, Val::Const { t, param: None });
@@ -187,14 +253,19 @@ fn shape(c: &mut Ctx) -> CResult<()> {
     let clamp = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
     let start = clamp(c.attr_int("start", 0)?);
     let end = clamp(c.attr_int("end", r)?);
-    let v: Vec<i64> = dims[start..end.max(start)].iter().map(|&d| d as i64).collect();
+    let v: Vec<i64> = dims[start..end.max(start)]
+        .iter()
+        .map(|&d| d as i64)
+        .collect();
     let t = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"));
     c.set_output(0, Val::Const { t, param: None });
     Ok(())
 }
 
 fn constant_of_shape(c: &mut Ctx) -> CResult<()> {
-    let Some(shape) = c.const_ints(0, "shape")? else { return c.invalid("shape is required") };
+    let Some(shape) = c.const_ints(0, "shape")? else {
+        return c.invalid("shape is required");
+    };
     let fill = match c.attr_tensor("value")? {
         Some(t) => t,
         None => Tensor::from_vec_f64(DType::F32, &[1], vec![0.0]).expect("1 value"),
@@ -203,7 +274,13 @@ fn constant_of_shape(c: &mut Ctx) -> CResult<()> {
         return c.invalid("value must hold exactly one element");
     }
     // A scalar expanded to the shape: folded when small, an `expand` node otherwise.
-    let scalar = c.apply(Reshape::new(vec![]), vec![Val::Const { t: fill, param: None }])?;
+    let scalar = c.apply(
+        Reshape::new(vec![]),
+        vec![Val::Const {
+            t: fill,
+            param: None,
+        }],
+    )?;
     let v = c.apply(Expand { shape }, vec![scalar])?;
     c.set_output(0, v);
     Ok(())
@@ -211,12 +288,21 @@ fn constant_of_shape(c: &mut Ctx) -> CResult<()> {
 
 fn range(c: &mut Ctx) -> CResult<()> {
     let get = |c: &Ctx, i: usize, what: &str| -> CResult<Tensor> {
-        c.const_input(i, what)?.map_or_else(|| c.invalid(format!("{what} is required")), Ok)
+        c.const_input(i, what)?
+            .map_or_else(|| c.invalid(format!("{what} is required")), Ok)
     };
-    let (start, limit, delta) = (get(c, 0, "start")?, get(c, 1, "limit")?, get(c, 2, "delta")?);
+    let (start, limit, delta) = (
+        get(c, 0, "start")?,
+        get(c, 1, "limit")?,
+        get(c, 2, "delta")?,
+    );
     let dtype = start.dtype();
     let t = if dtype.is_float() {
-        let (s, l, d) = (start.values_f64()[0], limit.values_f64()[0], delta.values_f64()[0]);
+        let (s, l, d) = (
+            start.values_f64()[0],
+            limit.values_f64()[0],
+            delta.values_f64()[0],
+        );
         if d == 0.0 {
             return c.invalid("delta is 0");
         }
