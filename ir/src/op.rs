@@ -194,6 +194,7 @@ impl fmt::Display for ParseOpError {
 use crate::ops::{
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
+    elementwise_more::{Clip, Variadic},
     linalg::MatMul,
     norm::{BatchNorm, Dropout, LayerNorm, Softmax},
     pool::{GlobalPool, Pool},
@@ -208,6 +209,8 @@ declare_ops! {
     Unary(Unary),
     Binary(Binary),
     Where(Where),
+    Clip(Clip),
+    Variadic(Variadic),
     MatMul(MatMul),
     Conv(Conv),
     ConvTranspose(ConvTranspose),

@@ -35,6 +35,11 @@ const UNARY: &[UnaryKind] = &[
     UnaryKind::Sin,
     UnaryKind::Floor,
     UnaryKind::HardSigmoid,
+    UnaryKind::Atan,
+    UnaryKind::Softsign,
+    UnaryKind::Mish,
+    UnaryKind::HardSwish,
+    UnaryKind::ThresholdedRelu,
 ];
 const BINARY: &[BinaryKind] = &[
     BinaryKind::Add,
@@ -57,7 +62,10 @@ fn build(steps: &[Step], n_out: usize) -> Graph {
         let op: (Op, Vec<_>) = match *s {
             Step::Unary(a, k, p) => {
                 let mut u = Unary::new(UNARY[k as usize % UNARY.len()]);
-                if matches!(u.kind, UnaryKind::LeakyRelu | UnaryKind::Elu) {
+                if matches!(
+                    u.kind,
+                    UnaryKind::LeakyRelu | UnaryKind::Elu | UnaryKind::ThresholdedRelu
+                ) {
                     u.alpha = F64(p);
                 }
                 (u.into(), vec![pick(a)])

@@ -1,12 +1,15 @@
-//! Elementwise ops: the unary table, broadcasting binary ops, and `where`.
+//! Elementwise ops: the unary table and `where`. The broadcasting binary ops
+//! live in `binary.rs` and are re-exported here.
 
 use ndarray::{ArrayD, Zip};
 
+pub use crate::ops::binary::{Binary, BinaryKind};
+
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
 use crate::dtype::DType;
-use crate::op::{dtype_err, expect_arity, FusionKind, OpDef, OpResult};
-use crate::ops::{broadcast_all, broadcast_shapes, same_dtype};
-use crate::shape::{Shape, TensorType};
+use crate::op::{attr_err, dtype_err, expect_arity, FusionKind, OpDef, OpResult};
+use crate::ops::{broadcast_all, same_dtype};
+use crate::shape::TensorType;
 use crate::tensor::Tensor;
 
 /// Declares the unary ops once: spelling, and f64 reference function. Ops with
@@ -32,10 +35,17 @@ unary_table! {
     Elu => "elu", Selu => "selu", Gelu => "gelu", Erf => "erf", Softplus => "softplus",
     HardSigmoid => "hard_sigmoid", Sign => "sign", Floor => "floor", Ceil => "ceil",
     Round => "round", Not => "not",
+    Tan => "tan", Asin => "asin", Acos => "acos", Atan => "atan", Sinh => "sinh",
+    Cosh => "cosh", Asinh => "asinh", Acosh => "acosh", Atanh => "atanh",
+    Softsign => "softsign", Mish => "mish", HardSwish => "hard_swish", Celu => "celu",
+    ThresholdedRelu => "thresholded_relu", IsNan => "is_nan", IsInf => "is_inf",
+    BitwiseNot => "bitwise_not",
 }
 
 /// A unary elementwise op. `alpha`/`beta` hold the parameters of the ops that
-/// have them (leaky_relu, elu, selu, hard_sigmoid); `approximate` is gelu's form.
+/// have them (leaky_relu, elu, selu, hard_sigmoid, celu, thresholded_relu);
+/// is_inf keeps its `detect_positive`/`detect_negative` flags there as 1.0 or
+/// 0.0. `approximate` is gelu's form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Unary {
     pub kind: UnaryKind,
@@ -52,9 +62,10 @@ impl Unary {
     pub fn new(kind: UnaryKind) -> Unary {
         let (alpha, beta) = match kind {
             UnaryKind::LeakyRelu => (0.01, 0.0),
-            UnaryKind::Elu => (1.0, 0.0),
+            UnaryKind::Elu | UnaryKind::Celu | UnaryKind::ThresholdedRelu => (1.0, 0.0),
             UnaryKind::Selu => (SELU_ALPHA, SELU_GAMMA),
             UnaryKind::HardSigmoid => (0.2, 0.5),
+            UnaryKind::IsInf => (1.0, 1.0),
             _ => (0.0, 0.0),
         };
         let approximate = (kind == UnaryKind::Gelu).then_some("none");
@@ -65,21 +76,34 @@ impl Unary {
             approximate,
         }
     }
-    /// The attribute names this kind carries.
-    fn param_names(kind: UnaryKind) -> (&'static str, &'static str) {
-        match kind {
-            UnaryKind::Selu => ("alpha", "gamma"),
-            _ => ("alpha", "beta"),
+    /// is_inf with its two flags.
+    pub fn is_inf(detect_positive: bool, detect_negative: bool) -> Unary {
+        let flag = |b: bool| F64(if b { 1.0 } else { 0.0 });
+        Unary {
+            alpha: flag(detect_positive),
+            beta: flag(detect_negative),
+            ..Unary::new(UnaryKind::IsInf)
         }
     }
-    fn params(kind: UnaryKind) -> usize {
+    /// The float attributes this kind carries, in print order, stored in
+    /// `alpha` then `beta`.
+    fn float_params(kind: UnaryKind) -> &'static [&'static str] {
         match kind {
-            UnaryKind::LeakyRelu | UnaryKind::Elu => 1,
-            UnaryKind::Selu | UnaryKind::HardSigmoid => 2,
-            _ => 0,
+            UnaryKind::LeakyRelu
+            | UnaryKind::Elu
+            | UnaryKind::Celu
+            | UnaryKind::ThresholdedRelu => &["alpha"],
+            UnaryKind::Selu => &["alpha", "gamma"],
+            UnaryKind::HardSigmoid => &["alpha", "beta"],
+            _ => &[],
         }
     }
-    /// Reference function on one element.
+    /// is_inf's int flags, in print order, stored in `alpha` then `beta`.
+    const IS_INF_FLAGS: [&'static str; 2] = ["detect_positive", "detect_negative"];
+
+    /// Reference function on one element, in f64. is_nan and is_inf give 1.0
+    /// for true and 0.0 for false; not and bitwise_not act on the value's
+    /// integer reading.
     pub fn apply(&self, x: f64) -> f64 {
         let (a, b) = (self.alpha.0, self.beta.0);
         match self.kind {
@@ -118,14 +142,7 @@ impl Unary {
                 _ => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
             },
             UnaryKind::Erf => erf(x),
-            // log(1 + e^x) without overflow for large x.
-            UnaryKind::Softplus => {
-                if x > 0.0 {
-                    x + (-x).exp().ln_1p()
-                } else {
-                    x.exp().ln_1p()
-                }
-            }
+            UnaryKind::Softplus => softplus(x),
             UnaryKind::HardSigmoid => (a * x + b).clamp(0.0, 1.0),
             UnaryKind::Sign => {
                 if x > 0.0 {
@@ -140,8 +157,55 @@ impl Unary {
             UnaryKind::Ceil => x.ceil(),
             // Round half to even, as ONNX and numpy do.
             UnaryKind::Round => x.round_ties_even(),
-            UnaryKind::Not => unreachable!("not is evaluated on bools"),
+            UnaryKind::Not => bool_f64(x == 0.0),
+            UnaryKind::Tan => x.tan(),
+            UnaryKind::Asin => x.asin(),
+            UnaryKind::Acos => x.acos(),
+            UnaryKind::Atan => x.atan(),
+            UnaryKind::Sinh => x.sinh(),
+            UnaryKind::Cosh => x.cosh(),
+            UnaryKind::Asinh => x.asinh(),
+            UnaryKind::Acosh => x.acosh(),
+            UnaryKind::Atanh => x.atanh(),
+            UnaryKind::Softsign => x / (1.0 + x.abs()),
+            UnaryKind::Mish => x * softplus(x).tanh(),
+            // ONNX: x * hard_sigmoid(x) with alpha = 1/6, beta = 0.5.
+            UnaryKind::HardSwish => x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+            // max(0, x) + min(0, alpha * (exp(x / alpha) - 1)), with expm1 as
+            // the ONNX reference uses; NaN stays NaN.
+            UnaryKind::Celu => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(0.0) + (a * (x / a).exp_m1()).min(0.0)
+                }
+            }
+            // NaN is not greater than alpha, so it gives 0 (as ONNX's reference).
+            UnaryKind::ThresholdedRelu => {
+                if x > a {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            UnaryKind::IsNan => bool_f64(x.is_nan()),
+            UnaryKind::IsInf => {
+                bool_f64((a != 0.0 && x == f64::INFINITY) || (b != 0.0 && x == f64::NEG_INFINITY))
+            }
+            UnaryKind::BitwiseNot => !(x as i64) as f64,
         }
+    }
+    /// Whether the result is bool whatever the input dtype.
+    fn returns_bool(&self) -> bool {
+        matches!(self.kind, UnaryKind::IsNan | UnaryKind::IsInf)
+    }
+}
+
+fn bool_f64(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
     }
 }
 
@@ -151,6 +215,15 @@ pub fn sigmoid(x: f64) -> f64 {
     } else {
         let e = x.exp();
         e / (1.0 + e)
+    }
+}
+
+/// log(1 + e^x) without overflow for large x.
+pub fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
     }
 }
 
@@ -226,13 +299,24 @@ impl OpDef for Unary {
             .find(|k| k.spelling() == spelling)
             .expect("spelling is one of SPELLINGS");
         let mut op = Unary::new(kind);
-        let (na, nb) = Unary::param_names(kind);
-        let n = Unary::params(kind);
-        if n >= 1 {
-            op.alpha = F64(attrs.float(na, op.alpha.0)?);
+        for (i, name) in Unary::float_params(kind).iter().enumerate() {
+            let slot = if i == 0 { &mut op.alpha } else { &mut op.beta };
+            *slot = F64(attrs.float(name, slot.0)?);
         }
-        if n >= 2 {
-            op.beta = F64(attrs.float(nb, op.beta.0)?);
+        if kind == UnaryKind::IsInf {
+            for (i, name) in Unary::IS_INF_FLAGS.iter().enumerate() {
+                let flag = match attrs.int(name, 1)? {
+                    0 => 0.0,
+                    1 => 1.0,
+                    v => {
+                        return Err(AttrError {
+                            attr: (*name).into(),
+                            msg: format!("expected 0 or 1, found {v}"),
+                        })
+                    }
+                };
+                *(if i == 0 { &mut op.alpha } else { &mut op.beta }) = F64(flag);
+            }
         }
         if kind == UnaryKind::Gelu {
             op.approximate = Some(match attrs.str("approximate", "none")?.as_str() {
@@ -252,13 +336,13 @@ impl OpDef for Unary {
         self.kind.spelling()
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
-        let (na, nb) = Unary::param_names(self.kind);
-        let n = Unary::params(self.kind);
-        if n >= 1 {
-            w.float(na, self.alpha.0);
+        for (i, name) in Unary::float_params(self.kind).iter().enumerate() {
+            w.float(name, if i == 0 { self.alpha.0 } else { self.beta.0 });
         }
-        if n >= 2 {
-            w.float(nb, self.beta.0);
+        if self.kind == UnaryKind::IsInf {
+            let [pos, neg] = Unary::IS_INF_FLAGS;
+            w.int(pos, i64::from(self.alpha.0 != 0.0));
+            w.int(neg, i64::from(self.beta.0 != 0.0));
         }
         if let Some(a) = self.approximate {
             w.str("approximate", a);
@@ -272,6 +356,7 @@ impl OpDef for Unary {
             UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Sign | UnaryKind::Relu => {
                 (t.dtype.is_numeric(), "a numeric type")
             }
+            UnaryKind::BitwiseNot => (t.dtype.is_int(), "an integer type"),
             _ => (t.dtype.is_float(), "a float type"),
         };
         if !ok {
@@ -281,7 +366,15 @@ impl OpDef for Unary {
                 t.dtype
             ));
         }
-        Ok(vec![t.clone()])
+        if self.kind == UnaryKind::Celu && self.alpha.0 == 0.0 {
+            return attr_err("alpha", "celu's alpha must be nonzero");
+        }
+        let dtype = if self.returns_bool() {
+            DType::Bool
+        } else {
+            t.dtype
+        };
+        Ok(vec![TensorType::new(dtype, t.shape.clone())])
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Elementwise
@@ -290,250 +383,21 @@ impl OpDef for Unary {
         let x = inputs[0];
         let out = match self.kind {
             UnaryKind::Not => Tensor::Bool(x.to_bool().mapv(|b| !b)),
+            _ if self.returns_bool() => Tensor::Bool(x.to_f64().mapv(|v| self.apply(v) != 0.0)),
             _ if x.dtype().is_int() => {
                 let f = |v: i64| match self.kind {
                     UnaryKind::Neg => v.wrapping_neg(),
                     UnaryKind::Abs => v.wrapping_abs(),
                     UnaryKind::Sign => v.signum(),
                     UnaryKind::Relu => v.max(0),
+                    // On the sign- or zero-extended value; narrowing keeps the
+                    // low bits, which are the narrow type's complement.
+                    UnaryKind::BitwiseNot => !v,
                     _ => unreachable!("infer admits only these on integers"),
                 };
                 Tensor::from_i64(x.dtype(), x.to_i64().mapv(f))
             }
             _ => Tensor::from_f64(x.dtype(), x.to_f64().mapv(|v| self.apply(v))),
-        };
-        Ok(vec![out])
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryKind {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Max,
-    Min,
-    Eq,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    And,
-    Or,
-}
-
-const BINARY: &[(BinaryKind, &str)] = &[
-    (BinaryKind::Add, "add"),
-    (BinaryKind::Sub, "sub"),
-    (BinaryKind::Mul, "mul"),
-    (BinaryKind::Div, "div"),
-    (BinaryKind::Pow, "pow"),
-    (BinaryKind::Max, "max"),
-    (BinaryKind::Min, "min"),
-    (BinaryKind::Eq, "eq"),
-    (BinaryKind::Lt, "lt"),
-    (BinaryKind::Le, "le"),
-    (BinaryKind::Gt, "gt"),
-    (BinaryKind::Ge, "ge"),
-    (BinaryKind::And, "and"),
-    (BinaryKind::Or, "or"),
-];
-
-impl BinaryKind {
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryKind::Eq | BinaryKind::Lt | BinaryKind::Le | BinaryKind::Gt | BinaryKind::Ge
-        )
-    }
-    pub fn is_logical(self) -> bool {
-        matches!(self, BinaryKind::And | BinaryKind::Or)
-    }
-    fn arith_f64(self, a: f64, b: f64) -> f64 {
-        match self {
-            BinaryKind::Add => a + b,
-            BinaryKind::Sub => a - b,
-            BinaryKind::Mul => a * b,
-            BinaryKind::Div => a / b,
-            BinaryKind::Pow => a.powf(b),
-            // NaN-propagating, like numpy's maximum/minimum and ONNX Max/Min.
-            BinaryKind::Max => {
-                if a.is_nan() || b.is_nan() {
-                    f64::NAN
-                } else {
-                    a.max(b)
-                }
-            }
-            BinaryKind::Min => {
-                if a.is_nan() || b.is_nan() {
-                    f64::NAN
-                } else {
-                    a.min(b)
-                }
-            }
-            _ => unreachable!("not arithmetic"),
-        }
-    }
-    fn arith_i64(self, a: i64, b: i64) -> i64 {
-        match self {
-            BinaryKind::Add => a.wrapping_add(b),
-            BinaryKind::Sub => a.wrapping_sub(b),
-            BinaryKind::Mul => a.wrapping_mul(b),
-            // Integer division truncates toward zero; x/0 is defined as 0 here
-            // rather than trapping, so a bad input cannot crash the interpreter.
-            BinaryKind::Div => {
-                if b == 0 {
-                    0
-                } else {
-                    a.wrapping_div(b)
-                }
-            }
-            BinaryKind::Pow => {
-                if b < 0 {
-                    0
-                } else {
-                    a.wrapping_pow(b.min(u32::MAX as i64) as u32)
-                }
-            }
-            BinaryKind::Max => a.max(b),
-            BinaryKind::Min => a.min(b),
-            _ => unreachable!("not arithmetic"),
-        }
-    }
-    fn compare<T: PartialOrd>(self, a: T, b: T) -> bool {
-        match self {
-            BinaryKind::Eq => a == b,
-            BinaryKind::Lt => a < b,
-            BinaryKind::Le => a <= b,
-            BinaryKind::Gt => a > b,
-            BinaryKind::Ge => a >= b,
-            _ => unreachable!("not a comparison"),
-        }
-    }
-}
-
-/// A binary op with numpy broadcasting.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Binary {
-    pub kind: BinaryKind,
-}
-
-impl Binary {
-    pub fn new(kind: BinaryKind) -> Binary {
-        Binary { kind }
-    }
-}
-
-/// Broadcast two arrays to their common shape (shapes already checked by infer).
-fn bcast2<A: Clone, B: Clone>(a: &ArrayD<A>, b: &ArrayD<B>) -> OpResult<(ArrayD<A>, ArrayD<B>)> {
-    let shape = broadcast_shapes(&Shape::from_dims(a.shape()), &Shape::from_dims(b.shape()))?;
-    let dims = shape.concrete().expect("runtime shapes are concrete");
-    let err = || crate::op::OpError::Shape("cannot broadcast".into());
-    let va = a.broadcast(dims.as_slice()).ok_or_else(err)?.to_owned();
-    let vb = b.broadcast(dims.as_slice()).ok_or_else(err)?.to_owned();
-    Ok((va, vb))
-}
-
-impl OpDef for Binary {
-    const SPELLINGS: &'static [&'static str] = &[
-        "add", "sub", "mul", "div", "pow", "max", "min", "eq", "lt", "le", "gt", "ge", "and", "or",
-    ];
-    fn parse(spelling: &str, _attrs: &mut AttrReader) -> Result<Self, AttrError> {
-        let kind = BINARY
-            .iter()
-            .find(|(_, s)| *s == spelling)
-            .map(|(k, _)| *k)
-            .expect("known spelling");
-        Ok(Binary { kind })
-    }
-    fn spelling(&self) -> &'static str {
-        BINARY
-            .iter()
-            .find(|(k, _)| *k == self.kind)
-            .map(|(_, s)| *s)
-            .expect("every kind has a spelling")
-    }
-    fn write_attrs(&self, _w: &mut AttrWriter) {}
-    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
-        expect_arity(inputs, 2)?;
-        let shape = broadcast_shapes(&inputs[0].shape, &inputs[1].shape)?;
-        let dtype = if self.kind == BinaryKind::Pow {
-            // ONNX Pow allows a different exponent type; the result has the base's type.
-            if !inputs[0].dtype.is_numeric() || !inputs[1].dtype.is_numeric() {
-                return dtype_err("pow takes numeric inputs");
-            }
-            inputs[0].dtype
-        } else {
-            same_dtype(inputs)?
-        };
-        let out = if self.kind.is_logical() {
-            if dtype != DType::Bool {
-                return dtype_err(format!(
-                    "{} takes bool inputs, found {dtype}",
-                    self.spelling()
-                ));
-            }
-            DType::Bool
-        } else if self.kind.is_comparison() {
-            if dtype.is_quantized() {
-                return dtype_err("comparison of quantized values is not defined");
-            }
-            DType::Bool
-        } else {
-            if !dtype.is_numeric() {
-                return dtype_err(format!(
-                    "{} takes numeric inputs, found {dtype}",
-                    self.spelling()
-                ));
-            }
-            dtype
-        };
-        Ok(vec![TensorType::new(out, shape)])
-    }
-    fn fusion_kind(&self) -> FusionKind {
-        FusionKind::Broadcast
-    }
-    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let (x, y) = (inputs[0], inputs[1]);
-        let k = self.kind;
-        let out = if k.is_logical() {
-            let (a, b) = bcast2(&x.to_bool(), &y.to_bool())?;
-            let f = |p: &bool, q: &bool| {
-                if k == BinaryKind::And {
-                    *p && *q
-                } else {
-                    *p || *q
-                }
-            };
-            Tensor::Bool(Zip::from(&a).and(&b).map_collect(f))
-        } else if k.is_comparison() {
-            if x.dtype().is_float() {
-                let (a, b) = bcast2(&x.to_f64(), &y.to_f64())?;
-                Tensor::Bool(Zip::from(&a).and(&b).map_collect(|p, q| k.compare(*p, *q)))
-            } else {
-                let (a, b) = bcast2(&x.to_i64(), &y.to_i64())?;
-                Tensor::Bool(Zip::from(&a).and(&b).map_collect(|p, q| k.compare(*p, *q)))
-            }
-        } else if x.dtype().is_float() || (k == BinaryKind::Pow && y.dtype().is_float()) {
-            let (a, b) = bcast2(&x.to_f64(), &y.to_f64())?;
-            let r = Zip::from(&a)
-                .and(&b)
-                .map_collect(|p, q| k.arith_f64(*p, *q));
-            if x.dtype().is_float() {
-                Tensor::from_f64(x.dtype(), r)
-            } else {
-                Tensor::from_i64(x.dtype(), r.mapv(|v| v as i64))
-            }
-        } else {
-            let (a, b) = bcast2(&x.to_i64(), &y.to_i64())?;
-            Tensor::from_i64(
-                x.dtype(),
-                Zip::from(&a)
-                    .and(&b)
-                    .map_collect(|p, q| k.arith_i64(*p, *q)),
-            )
         };
         Ok(vec![out])
     }
@@ -666,54 +530,6 @@ mod tests {
     }
 
     #[test]
-    fn integer_arithmetic_is_total() {
-        // Division by zero and overflow give defined values, never a panic.
-        let x = Tensor::from_i64(
-            DType::I32,
-            ndarray::arr1(&[7i64, i32::MIN as i64, 5]).into_dyn(),
-        );
-        let y = Tensor::from_i64(DType::I32, ndarray::arr1(&[0i64, -1, 2]).into_dyn());
-        let q = Binary::new(BinaryKind::Div).eval(&[&x, &y]).unwrap();
-        assert_eq!(
-            q[0].to_i64().into_raw_vec_and_offset().0,
-            vec![0, i32::MIN as i64, 2]
-        );
-        let n = Unary::new(UnaryKind::Neg).eval(&[&x]).unwrap();
-        assert_eq!(
-            n[0].to_i64()[[1]],
-            i32::MIN as i64,
-            "wraps like two's complement"
-        );
-    }
-
-    #[test]
-    fn comparisons_and_logic_broadcast() {
-        let a = Tensor::f32(&[2, 1], vec![1.0, 3.0]);
-        let b = Tensor::f32(&[3], vec![0.0, 2.0, 3.0]);
-        let gt = Binary::new(BinaryKind::Gt)
-            .eval(&[&a, &b])
-            .unwrap()
-            .remove(0);
-        assert_eq!(gt.values_f64(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
-        let le = Binary::new(BinaryKind::Le)
-            .eval(&[&a, &b])
-            .unwrap()
-            .remove(0);
-        let or = Binary::new(BinaryKind::Or)
-            .eval(&[&gt, &le])
-            .unwrap()
-            .remove(0);
-        assert!(or.values_f64().iter().all(|&v| v == 1.0));
-        let and = Binary::new(BinaryKind::And)
-            .eval(&[&gt, &le])
-            .unwrap()
-            .remove(0);
-        assert!(and.values_f64().iter().all(|&v| v == 0.0));
-        let w = Where.eval(&[&gt, &a, &b]).unwrap().remove(0);
-        assert_eq!(w.values_f64(), vec![1.0, 2.0, 3.0, 3.0, 3.0, 3.0]);
-    }
-
-    #[test]
     fn type_rules() {
         let f = TensorType::concrete(DType::F32, &[2]);
         let i = TensorType::concrete(DType::I64, &[2]);
@@ -731,5 +547,241 @@ mod tests {
             Where.infer(&[&f, &f, &f]).is_err(),
             "condition must be bool"
         );
+    }
+
+    /// Relative error within `tol`, for values from mpmath at 40 digits.
+    fn close(got: f64, want: f64, tol: f64) -> bool {
+        (got - want).abs() <= tol * want.abs().max(f64::MIN_POSITIVE)
+    }
+
+    #[test]
+    fn new_unary_reference_values() {
+        use UnaryKind::*;
+        // (kind, x, f(x)): f(x) from mpmath at 40 digits, rounded to the nearest f64.
+        let cases = [
+            (Tan, 0.5, 0.546_302_489_843_790_5),
+            (Tan, -1.25, -3.009_569_673_862_831_3),
+            (Tan, 3.0, -0.142_546_543_074_277_8),
+            (Asin, 0.5, std::f64::consts::FRAC_PI_6),
+            (Asin, -0.75, -0.848_062_078_981_481),
+            (Acos, 0.5, std::f64::consts::FRAC_PI_3),
+            (Acos, -0.75, 2.418_858_405_776_377_6),
+            (Atan, 0.5, 0.463_647_609_000_806_1),
+            (Atan, -2.0, -1.107_148_717_794_090_4),
+            (Atan, 10.0, 1.471_127_674_303_734_7),
+            (Sinh, 0.5, 0.521_095_305_493_747_4),
+            (Sinh, -2.0, -3.626_860_407_847_018_6),
+            (Sinh, 10.0, 11_013.232_874_703_393),
+            (Cosh, 0.5, 1.127_625_965_206_380_7),
+            (Cosh, -2.0, 3.762_195_691_083_631_4),
+            (Cosh, 10.0, 11_013.232_920_103_323),
+            (Asinh, 0.5, 0.481_211_825_059_603_47),
+            (Asinh, -2.0, -1.443_635_475_178_810_3),
+            (Asinh, 10.0, 2.998_222_950_297_97),
+            (Acosh, 1.5, 0.962_423_650_119_206_9),
+            (Acosh, 10.0, 2.993_222_846_126_381),
+            (Atanh, 0.5, 0.549_306_144_334_054_9),
+            (Atanh, -0.75, -0.972_955_074_527_656_6),
+            (Softsign, -0.5, -0.333_333_333_333_333_3),
+            (Softsign, 2.0, 0.666_666_666_666_666_6),
+            (Softsign, -3.0, -0.75),
+            (Mish, 1.0, 0.865_098_388_267_310_3),
+            (Mish, -2.0, -0.252_501_482_695_708_9),
+            (Mish, 0.5, 0.375_245_211_304_895_13),
+            (Mish, 20.0, 20.0),
+            (Mish, -30.0, -2.807_286_890_651_921e-12),
+            (HardSwish, -4.0, 0.0),
+            (HardSwish, -3.0, 0.0),
+            (HardSwish, -1.0, -0.333_333_333_333_333_3),
+            (HardSwish, 0.5, 0.291_666_666_666_666_7),
+            (HardSwish, 3.0, 3.0),
+            (HardSwish, 7.0, 7.0),
+            (Celu, -1.0, -0.632_120_558_828_557_7),
+            (Celu, -0.5, -0.393_469_340_287_366_6),
+            (Celu, 2.0, 2.0),
+            (ThresholdedRelu, 1.0, 0.0),
+            (ThresholdedRelu, 1.5, 1.5),
+            (ThresholdedRelu, -3.0, 0.0),
+        ];
+        for (k, x, want) in cases {
+            let got = Unary::new(k).apply(x);
+            assert!(close(got, want, 4e-15), "{k:?}({x}) = {got}, want {want}");
+        }
+        // Celu with alpha = 2.5 (mpmath): max(0,x) + min(0, 2.5*expm1(x/2.5)).
+        let mut celu = Unary::new(Celu);
+        celu.alpha = F64(2.5);
+        assert!(close(celu.apply(-1.0), -0.824_199_884_910_901_8, 4e-15));
+        assert!(close(celu.apply(-0.5), -0.453_173_117_305_045_34, 4e-15));
+        assert!(celu.apply(f64::NAN).is_nan());
+        let mut thr = Unary::new(ThresholdedRelu);
+        thr.alpha = F64(-1.0);
+        assert_eq!(thr.apply(-0.5), -0.5);
+        assert_eq!(thr.apply(-1.0), 0.0, "strictly greater than alpha");
+        assert_eq!(thr.apply(f64::NAN), 0.0, "as ONNX's reference");
+        // Out of domain gives NaN or the limit, never a panic.
+        assert!(Unary::new(Acosh).apply(0.5).is_nan());
+        assert!(Unary::new(Asin).apply(1.5).is_nan());
+        assert_eq!(Unary::new(Atanh).apply(1.0), f64::INFINITY);
+        assert_eq!(Unary::new(Mish).apply(1000.0), 1000.0, "no overflow");
+        assert_eq!(Unary::new(Softsign).apply(-1e300), -1.0);
+    }
+
+    #[test]
+    fn new_unary_eval_rounds_to_the_output_dtype() {
+        let x = Tensor::f32(&[4], vec![0.5, -2.0, 10.0, -1.0]);
+        let y = Unary::new(UnaryKind::Sinh).eval(&[&x]).unwrap().remove(0);
+        let want = [
+            0.521_095_305_493_747_4f64 as f32,
+            -3.626_860_407_847_018_6f64 as f32,
+            11_013.232_874_703_393f64 as f32,
+            -1.175_201_193_643_801_4f64 as f32,
+        ];
+        match &y {
+            Tensor::F32(a) => assert_eq!(a.iter().copied().collect::<Vec<_>>(), want),
+            other => panic!("{other:?}"),
+        }
+        let h = Tensor::from_vec_f64(DType::F16, &[2], vec![-1.0, 0.5]).unwrap();
+        let hs = Unary::new(UnaryKind::HardSwish)
+            .eval(&[&h])
+            .unwrap()
+            .remove(0);
+        assert_eq!(hs.dtype(), DType::F16);
+        assert_eq!(
+            hs.values_f64(),
+            vec![
+                half::f16::from_f64(-1.0 / 3.0).to_f64(),
+                half::f16::from_f64(7.0 / 24.0).to_f64()
+            ]
+        );
+    }
+
+    fn bools(t: &Tensor) -> Vec<bool> {
+        t.to_bool().iter().copied().collect()
+    }
+
+    #[test]
+    fn is_nan_and_is_inf_flags() {
+        let inf = f32::INFINITY;
+        let x = Tensor::f32(&[6], vec![-1.7, f32::NAN, inf, -3.6, -inf, 0.0]);
+        let nan = Unary::new(UnaryKind::IsNan).eval(&[&x]).unwrap().remove(0);
+        assert_eq!(nan.dtype(), DType::Bool);
+        assert_eq!(bools(&nan), [false, true, false, false, false, false]);
+        let cases = [
+            ((true, true), [false, false, true, false, true, false]),
+            ((true, false), [false, false, true, false, false, false]),
+            ((false, true), [false, false, false, false, true, false]),
+            ((false, false), [false; 6]),
+        ];
+        for ((pos, neg), want) in cases {
+            let op = Unary::is_inf(pos, neg);
+            let r = op.eval(&[&x]).unwrap().remove(0);
+            assert_eq!(
+                bools(&r),
+                want,
+                "detect_positive={pos} detect_negative={neg}"
+            );
+        }
+        assert_eq!(Unary::new(UnaryKind::IsInf), Unary::is_inf(true, true));
+    }
+
+    #[test]
+    fn bitwise_not_on_each_integer_width() {
+        let t = |d: DType, v: Vec<f64>| Tensor::from_vec_f64(d, &[v.len()], v).unwrap();
+        let not = |x: &Tensor| {
+            Unary::new(UnaryKind::BitwiseNot)
+                .eval(&[x])
+                .unwrap()
+                .remove(0)
+        };
+        assert_eq!(
+            not(&t(DType::U8, vec![0.0, 5.0, 255.0])).values_f64(),
+            [255.0, 250.0, 0.0]
+        );
+        assert_eq!(
+            not(&t(DType::I8, vec![0.0, 5.0, -128.0])).values_f64(),
+            [-1.0, -6.0, 127.0]
+        );
+        assert_eq!(
+            not(&t(DType::I32, vec![-1.0, 7.0])).values_f64(),
+            [0.0, -8.0]
+        );
+        let big = Tensor::I64(ndarray::arr1(&[i64::MIN, 0]).into_dyn());
+        assert_eq!(
+            not(&big),
+            Tensor::I64(ndarray::arr1(&[i64::MAX, -1]).into_dyn())
+        );
+    }
+
+    #[test]
+    fn new_unary_type_rules() {
+        let f = TensorType::concrete(DType::F32, &[2]);
+        let i = TensorType::concrete(DType::I32, &[2]);
+        let b = TensorType::concrete(DType::Bool, &[2]);
+        for k in [
+            UnaryKind::Tan,
+            UnaryKind::Acosh,
+            UnaryKind::Mish,
+            UnaryKind::Celu,
+        ] {
+            assert!(matches!(
+                Unary::new(k).infer(&[&i]),
+                Err(crate::OpError::DType(_))
+            ));
+        }
+        for k in [UnaryKind::IsNan, UnaryKind::IsInf] {
+            let out = Unary::new(k).infer(&[&f]).unwrap();
+            assert_eq!(out[0], TensorType::concrete(DType::Bool, &[2]));
+            assert!(Unary::new(k).infer(&[&i]).is_err(), "{k:?} takes floats");
+        }
+        let not = Unary::new(UnaryKind::BitwiseNot);
+        assert_eq!(not.infer(&[&i]).unwrap()[0], i);
+        assert!(not.infer(&[&f]).is_err());
+        assert!(not.infer(&[&b]).is_err(), "bool uses `not`");
+        let mut celu = Unary::new(UnaryKind::Celu);
+        celu.alpha = F64(0.0);
+        assert!(matches!(celu.infer(&[&f]), Err(crate::OpError::Attr(e)) if e.attr == "alpha"));
+        assert!(
+            Unary::new(UnaryKind::Tan).infer(&[&f, &f]).is_err(),
+            "arity"
+        );
+    }
+
+    /// Parse, print, re-parse: the printed text is canonical and returned.
+    fn roundtrip(src: &str) -> String {
+        let g = crate::parse(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let p = crate::print(&g);
+        assert_eq!(crate::print(&crate::parse(&p).unwrap()), p);
+        p
+    }
+
+    #[test]
+    fn new_unary_attributes_roundtrip() {
+        let src = "graph g {\n input %x: f32[3]\n %a = celu(%x)\n %b = celu(%a) {alpha = 2.5}\n \
+                   %c = thresholded_relu(%b)\n %d = thresholded_relu(%c) {alpha = -0.5}\n \
+                   %e = is_inf(%d) {detect_negative = 0}\n %f = is_nan(%d)\n %h = mish(%d)\n \
+                   %i = atanh(%h)\n output e = %e\n output f = %f\n output i = %i\n}";
+        let p = roundtrip(src);
+        for want in [
+            "celu(%x) {alpha = 1.0}: f32[3]",
+            "{alpha = 2.5}",
+            "thresholded_relu(%1) {alpha = 1.0}",
+            "{alpha = -0.5}",
+            "is_inf(%3) {detect_positive = 1, detect_negative = 0}: bool[3]",
+            "is_nan(%3): bool[3]",
+            "mish(%3): f32[3]",
+        ] {
+            assert!(p.contains(want), "missing `{want}` in\n{p}");
+        }
+        let bad = |attrs: &str, op: &str| {
+            let src = format!(
+                "graph g {{\n input %x: f32[3]\n %y = {op}(%x) {attrs}\n output y = %y\n}}"
+            );
+            crate::parse(&src).expect_err(&src).to_string()
+        };
+        assert!(bad("{detect_positive = 2}", "is_inf").contains("detect_positive"));
+        assert!(bad("{detect_negative = 1.0}", "is_inf").contains("detect_negative"));
+        assert!(bad("{alpha = 0.0}", "celu").contains("alpha"));
+        assert!(bad("{beta = 1.0}", "thresholded_relu").contains("beta"));
+        assert!(bad("{alpha = 1.0}", "tan").contains("alpha"));
     }
 }

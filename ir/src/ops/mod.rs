@@ -1,7 +1,9 @@
 //! Op declarations, one module per family. Shared type-rule helpers live here.
 
+pub mod binary;
 pub mod conv;
 pub mod elementwise;
+pub mod elementwise_more;
 pub mod linalg;
 pub mod movement;
 pub mod norm;
