@@ -428,13 +428,25 @@ pub fn node_name(n: &NodeProto) -> String {
     }
 }
 
+/// The kiln dtype for an ONNX element type used *in a model* (graph inputs,
+/// initializers, Cast targets). Unlike data decoding, UINT16/32/64 are refused:
+/// kiln has no unsigned types that wide, and computing on a signed widening
+/// gives wrong answers for bitwise ops, shifts and overflow.
+pub fn model_dtype(elem_type: i32) -> Option<DType> {
+    use proto::tensor_proto::DataType as D;
+    match D::try_from(elem_type) {
+        Ok(D::Uint16 | D::Uint32 | D::Uint64) => None,
+        _ => dtype_from_onnx(elem_type),
+    }
+}
+
 fn value_type(vi: &proto::ValueInfoProto, opts: &ImportOptions) -> Result<TensorType, String> {
     use proto::tensor_shape_proto::dimension::Value as D;
     use proto::type_proto::Value as T;
     let Some(T::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("is not a tensor (sequences, maps and optionals are unsupported)".into());
     };
-    let dtype = dtype_from_onnx(tt.elem_type())
+    let dtype = model_dtype(tt.elem_type())
         .ok_or_else(|| format!("has unsupported element type {}", tt.elem_type()))?;
     if let Some(dims) = opts.input_shapes.get(vi.name()) {
         return Ok(TensorType::concrete(dtype, dims));
@@ -492,7 +504,18 @@ pub fn import_model(
         params: HashMap::new(),
     };
 
+    // Names whose definition failed: their users are skipped, not re-reported.
+    let mut poisoned: std::collections::HashSet<String> = std::collections::HashSet::new();
     for init in &graph.initializer {
+        if model_dtype(init.data_type()).is_none() {
+            problems.push(Problem::Unsupported {
+                node: init.name().into(),
+                op_type: "initializer".into(),
+                what: format!("element type {}", init.data_type()),
+            });
+            poisoned.insert(init.name().to_string());
+            continue;
+        }
         match tensor_from_proto(init) {
             Ok(t) => {
                 imp.vals.insert(
@@ -503,11 +526,14 @@ pub fn import_model(
                     },
                 );
             }
-            Err(e) => problems.push(Problem::Unsupported {
-                node: init.name().into(),
-                op_type: "initializer".into(),
-                what: e.to_string(),
-            }),
+            Err(e) => {
+                problems.push(Problem::Unsupported {
+                    node: init.name().into(),
+                    op_type: "initializer".into(),
+                    what: e.to_string(),
+                });
+                poisoned.insert(init.name().to_string());
+            }
         }
     }
     for vi in &graph.input {
@@ -529,11 +555,14 @@ pub fn import_model(
                 let v = imp.g.add_input(vi.name(), ty);
                 imp.vals.insert(vi.name().to_string(), Val::Value(v));
             }
-            Err(e) => problems.push(Problem::Unsupported {
-                node: vi.name().into(),
-                op_type: "graph input".into(),
-                what: format!("input `{}` {e}", vi.name()),
-            }),
+            Err(e) => {
+                problems.push(Problem::Unsupported {
+                    node: vi.name().into(),
+                    op_type: "graph input".into(),
+                    what: format!("input `{}` {e}", vi.name()),
+                });
+                poisoned.insert(vi.name().to_string());
+            }
         }
     }
 
@@ -553,7 +582,6 @@ pub fn import_model(
             });
         }
     }
-    let mut poisoned: std::collections::HashSet<String> = std::collections::HashSet::new();
     for n in &graph.node {
         let Some(conv) = super::ops::converter(n.op_type(), opset)
             .filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")

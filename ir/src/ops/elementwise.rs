@@ -118,7 +118,14 @@ impl Unary {
             UnaryKind::Cos => x.cos(),
             UnaryKind::Tanh => x.tanh(),
             UnaryKind::Sigmoid => sigmoid(x),
-            UnaryKind::Relu => x.max(0.0),
+            // NaN stays NaN, as in numpy and ONNX (f64::max would return 0).
+            UnaryKind::Relu => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(0.0)
+                }
+            }
             UnaryKind::LeakyRelu => {
                 if x >= 0.0 {
                     x
@@ -503,6 +510,7 @@ mod tests {
     fn unary_reference_values() {
         let v = |k: UnaryKind, x: f64| Unary::new(k).apply(x);
         assert_eq!(v(UnaryKind::Relu, -2.0), 0.0);
+        assert!(v(UnaryKind::Relu, f64::NAN).is_nan());
         assert_eq!(v(UnaryKind::LeakyRelu, -2.0), -0.02);
         assert!((v(UnaryKind::Sigmoid, 0.0) - 0.5).abs() < 1e-15);
         assert!(

@@ -2,6 +2,7 @@
 //! comparisons and logic, Where, Clip, and the variadic Sum/Mean/Max/Min.
 
 use kiln_ir::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind, Where};
+use kiln_ir::ops::elementwise_more::{Variadic, VariadicKind};
 use kiln_ir::F64;
 
 use super::{Row, MAX_OPSET};
@@ -65,11 +66,73 @@ pub const OPS: &[Row] = &[
         c.set_output(0, v);
         Ok(())
     }),
-    ("Max", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Max, false)),
-    ("Min", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Min, false)),
-    ("Sum", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Add, false)),
-    ("Mean", 8, MAX_OPSET, |c| variadic(c, BinaryKind::Add, true)),
+    ("Max", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Maximum)),
+    ("Min", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Minimum)),
+    ("Sum", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Sum)),
+    ("Mean", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Mean)),
     ("Clip", 11, MAX_OPSET, clip),
+    ("Tan", 7, MAX_OPSET, |c| unary(c, UnaryKind::Tan)),
+    ("Asin", 7, MAX_OPSET, |c| unary(c, UnaryKind::Asin)),
+    ("Acos", 7, MAX_OPSET, |c| unary(c, UnaryKind::Acos)),
+    ("Atan", 7, MAX_OPSET, |c| unary(c, UnaryKind::Atan)),
+    ("Sinh", 9, MAX_OPSET, |c| unary(c, UnaryKind::Sinh)),
+    ("Cosh", 9, MAX_OPSET, |c| unary(c, UnaryKind::Cosh)),
+    ("Asinh", 9, MAX_OPSET, |c| unary(c, UnaryKind::Asinh)),
+    ("Acosh", 9, MAX_OPSET, |c| unary(c, UnaryKind::Acosh)),
+    ("Atanh", 9, MAX_OPSET, |c| unary(c, UnaryKind::Atanh)),
+    ("Softsign", 1, MAX_OPSET, |c| unary(c, UnaryKind::Softsign)),
+    ("Mish", 18, MAX_OPSET, |c| unary(c, UnaryKind::Mish)),
+    ("HardSwish", 14, MAX_OPSET, |c| {
+        unary(c, UnaryKind::HardSwish)
+    }),
+    ("IsNaN", 9, MAX_OPSET, |c| unary(c, UnaryKind::IsNan)),
+    ("BitwiseNot", 18, MAX_OPSET, |c| {
+        unary(c, UnaryKind::BitwiseNot)
+    }),
+    ("Celu", 12, MAX_OPSET, |c| {
+        unary_params(c, UnaryKind::Celu, &[("alpha", 1.0)])
+    }),
+    ("ThresholdedRelu", 10, MAX_OPSET, |c| {
+        unary_params(c, UnaryKind::ThresholdedRelu, &[("alpha", 1.0)])
+    }),
+    ("IsInf", 10, MAX_OPSET, |c| {
+        let pos = c.attr_int("detect_positive", 1)? != 0;
+        let neg = c.attr_int("detect_negative", 1)? != 0;
+        let v = c.apply_inputs(Unary::is_inf(pos, neg), &[0])?;
+        c.set_output(0, v);
+        Ok(())
+    }),
+    ("Mod", 10, MAX_OPSET, |c| {
+        let kind = if c.attr_int("fmod", 0)? != 0 {
+            BinaryKind::FMod
+        } else {
+            BinaryKind::Mod
+        };
+        binary(c, kind)
+    }),
+    ("BitShift", 11, MAX_OPSET, |c| {
+        let kind = match c.attr_str("direction", "")?.as_str() {
+            "LEFT" => BinaryKind::ShiftLeft,
+            "RIGHT" => BinaryKind::ShiftRight,
+            other => {
+                return c.invalid(format!(
+                    "direction must be \"LEFT\" or \"RIGHT\", found {other:?}"
+                ))
+            }
+        };
+        binary(c, kind)
+    }),
+    ("BitwiseAnd", 18, MAX_OPSET, |c| {
+        binary(c, BinaryKind::BitwiseAnd)
+    }),
+    ("BitwiseOr", 18, MAX_OPSET, |c| {
+        binary(c, BinaryKind::BitwiseOr)
+    }),
+    ("BitwiseXor", 18, MAX_OPSET, |c| {
+        binary(c, BinaryKind::BitwiseXor)
+    }),
+    ("Xor", 7, MAX_OPSET, |c| binary(c, BinaryKind::Xor)),
+    ("PRelu", 9, MAX_OPSET, |c| binary(c, BinaryKind::PRelu)),
 ];
 
 fn unary(c: &mut Ctx, kind: UnaryKind) -> CResult<()> {
@@ -123,22 +186,11 @@ fn binary(c: &mut Ctx, kind: BinaryKind) -> CResult<()> {
     Ok(())
 }
 
-/// Sum/Mean/Max/Min of 1..N broadcast inputs, as a chain of binary ops.
-fn variadic(c: &mut Ctx, kind: BinaryKind, mean: bool) -> CResult<()> {
-    let n = c.num_inputs();
-    if n == 0 {
-        return c.invalid("needs at least one input");
-    }
-    let mut acc = c.input(0)?;
-    for i in 1..n {
-        let x = c.input(i)?;
-        acc = c.apply(Binary::new(kind), vec![acc, x])?;
-    }
-    if mean {
-        let k = c.scalar(c.dtype_of(&acc), n as f64);
-        acc = c.apply(Binary::new(BinaryKind::Div), vec![acc, k])?;
-    }
-    c.set_output(0, acc);
+/// Sum/Mean/Max/Min of 1..N broadcast inputs.
+fn variadic(c: &mut Ctx, kind: VariadicKind) -> CResult<()> {
+    let idx: Vec<usize> = (0..c.num_inputs()).collect();
+    let v = c.apply_inputs(Variadic::new(kind), &idx)?;
+    c.set_output(0, v);
     Ok(())
 }
 

@@ -10,7 +10,6 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{Row, MAX_OPSET};
 use crate::onnx::import::{CResult, Ctx, Val};
-use crate::onnx::tensor::dtype_from_onnx;
 
 pub const OPS: &[Row] = &[
     ("Reshape", 5, MAX_OPSET, reshape),
@@ -69,7 +68,7 @@ pub const OPS: &[Row] = &[
     }),
     ("Cast", 6, MAX_OPSET, |c| {
         let to = c.attr_int("to", 0)?;
-        let Some(to) = dtype_from_onnx(to as i32) else {
+        let Some(to) = crate::onnx::import::model_dtype(to as i32) else {
             return c.unsupported(format!("cast to ONNX type {to}"));
         };
         out(c, Cast { to }, &[0])
