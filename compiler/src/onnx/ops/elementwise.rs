@@ -47,11 +47,11 @@ pub const OPS: &[Row] = &[
     }),
     ("Gelu", 20, MAX_OPSET, gelu),
     ("Identity", 1, MAX_OPSET, identity),
-    ("Add", 7, MAX_OPSET, |c| binary(c, BinaryKind::Add)),
-    ("Sub", 7, MAX_OPSET, |c| binary(c, BinaryKind::Sub)),
-    ("Mul", 7, MAX_OPSET, |c| binary(c, BinaryKind::Mul)),
-    ("Div", 7, MAX_OPSET, |c| binary(c, BinaryKind::Div)),
-    ("Pow", 7, MAX_OPSET, |c| binary(c, BinaryKind::Pow)),
+    ("Add", 1, MAX_OPSET, |c| binary(c, BinaryKind::Add)),
+    ("Sub", 1, MAX_OPSET, |c| binary(c, BinaryKind::Sub)),
+    ("Mul", 1, MAX_OPSET, |c| binary(c, BinaryKind::Mul)),
+    ("Div", 1, MAX_OPSET, |c| binary(c, BinaryKind::Div)),
+    ("Pow", 1, MAX_OPSET, |c| binary(c, BinaryKind::Pow)),
     ("Equal", 7, MAX_OPSET, |c| binary(c, BinaryKind::Eq)),
     ("Less", 7, MAX_OPSET, |c| binary(c, BinaryKind::Lt)),
     ("LessOrEqual", 12, MAX_OPSET, |c| binary(c, BinaryKind::Le)),
@@ -66,10 +66,10 @@ pub const OPS: &[Row] = &[
         c.set_output(0, v);
         Ok(())
     }),
-    ("Max", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Maximum)),
-    ("Min", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Minimum)),
-    ("Sum", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Sum)),
-    ("Mean", 8, MAX_OPSET, |c| variadic(c, VariadicKind::Mean)),
+    ("Max", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Maximum)),
+    ("Min", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Minimum)),
+    ("Sum", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Sum)),
+    ("Mean", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Mean)),
     ("Clip", 11, MAX_OPSET, clip),
     ("Tan", 7, MAX_OPSET, |c| unary(c, UnaryKind::Tan)),
     ("Asin", 7, MAX_OPSET, |c| unary(c, UnaryKind::Asin)),
@@ -181,6 +181,11 @@ pub(super) fn identity(c: &mut Ctx) -> CResult<()> {
 }
 
 fn binary(c: &mut Ctx, kind: BinaryKind) -> CResult<()> {
+    // Before opset 7, `broadcast = 1` broadcast B onto A, aligned at `axis` when
+    // given; without `axis` that is numpy's suffix alignment, which kiln does.
+    if c.opset < 7 && c.attr_int("broadcast", 0)? != 0 && c.has_attr("axis") {
+        return c.unsupported("legacy broadcasting with an explicit `axis`");
+    }
     let v = c.apply_inputs(Binary::new(kind), &[0, 1])?;
     c.set_output(0, v);
     Ok(())

@@ -9,7 +9,7 @@ use crate::onnx::import::{CResult, Ctx};
 
 pub const OPS: &[Row] = &[
     ("MatMul", 9, MAX_OPSET, matmul),
-    ("Gemm", 11, MAX_OPSET, gemm),
+    ("Gemm", 7, MAX_OPSET, gemm),
 ];
 
 fn matmul(c: &mut Ctx) -> CResult<()> {

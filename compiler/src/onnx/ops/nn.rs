@@ -12,15 +12,15 @@ use crate::onnx::import::{CResult, Ctx, Val};
 pub const OPS: &[Row] = &[
     ("Conv", 1, MAX_OPSET, conv),
     ("ConvTranspose", 1, MAX_OPSET, conv_transpose),
-    ("MaxPool", 8, MAX_OPSET, |c| pool(c, PoolKind::Max)),
-    ("AveragePool", 7, MAX_OPSET, |c| pool(c, PoolKind::Avg)),
+    ("MaxPool", 1, MAX_OPSET, |c| pool(c, PoolKind::Max)),
+    ("AveragePool", 1, MAX_OPSET, |c| pool(c, PoolKind::Avg)),
     ("GlobalMaxPool", 1, MAX_OPSET, |c| {
         global_pool(c, PoolKind::Max)
     }),
     ("GlobalAveragePool", 1, MAX_OPSET, |c| {
         global_pool(c, PoolKind::Avg)
     }),
-    ("BatchNormalization", 9, MAX_OPSET, batch_norm),
+    ("BatchNormalization", 6, MAX_OPSET, batch_norm),
     ("LayerNormalization", 17, MAX_OPSET, layer_norm),
     ("Softmax", 1, MAX_OPSET, |c| softmax(c, false)),
     ("LogSoftmax", 1, MAX_OPSET, |c| softmax(c, true)),
