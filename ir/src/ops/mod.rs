@@ -115,3 +115,25 @@ pub fn concrete(t: &TensorType, what: &str) -> OpResult<Vec<usize>> {
         ))
     })
 }
+
+/// Helpers shared by the op families' unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use crate::attr::{AttrReader, AttrWriter};
+    use crate::op::OpDef;
+
+    /// An op's attributes written and parsed back give the same op, with no
+    /// attribute left over.
+    pub fn roundtrip<T: OpDef>(op: &T) {
+        let mut w = AttrWriter::default();
+        op.write_attrs(&mut w);
+        let items = w
+            .items
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut r = AttrReader::new(items);
+        assert_eq!(&T::parse(op.spelling(), &mut r).unwrap(), op);
+        assert!(r.unused().is_empty());
+    }
+}

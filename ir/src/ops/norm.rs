@@ -341,18 +341,7 @@ mod tests {
         assert_eq!(out.ty(), ty[0], "eval agrees with infer");
         out
     }
-    fn roundtrip<T: OpDef>(op: &T) {
-        let mut w = AttrWriter::default();
-        op.write_attrs(&mut w);
-        let items = w
-            .items
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let mut r = AttrReader::new(items);
-        assert_eq!(&T::parse(op.spelling(), &mut r).unwrap(), op);
-        assert!(r.unused().is_empty());
-    }
+    use crate::ops::test_util::roundtrip;
 
     #[test]
     fn softmax_seed_logits() {

@@ -397,18 +397,7 @@ mod tests {
     fn close(a: &Tensor, b: &Tensor) {
         allclose(a, b, 1e-12, 1e-12).unwrap();
     }
-    fn roundtrip<T: OpDef>(op: &T) {
-        let mut w = AttrWriter::default();
-        op.write_attrs(&mut w);
-        let items = w
-            .items
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let mut r = AttrReader::new(items);
-        assert_eq!(&T::parse(op.spelling(), &mut r).unwrap(), op);
-        assert!(r.unused().is_empty());
-    }
+    use crate::ops::test_util::roundtrip;
 
     // [[1, 2, 3], [4, 5, 6]]
     fn m23() -> Tensor {

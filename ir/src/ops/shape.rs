@@ -590,18 +590,7 @@ mod tests {
     fn shape_of<T: OpDef>(op: &T, ty: &TensorType) -> String {
         op.infer(&[ty]).unwrap()[0].to_string()
     }
-    fn roundtrip<T: OpDef>(op: &T) {
-        let mut w = AttrWriter::default();
-        op.write_attrs(&mut w);
-        let items = w
-            .items
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let mut r = AttrReader::new(items);
-        assert_eq!(&T::parse(op.spelling(), &mut r).unwrap(), op);
-        assert!(r.unused().is_empty());
-    }
+    use crate::ops::test_util::roundtrip;
     fn seq(n: usize) -> Vec<f64> {
         (0..n).map(|i| i as f64).collect()
     }
