@@ -90,8 +90,9 @@ fn one_line(s: &str) -> String {
     }
 }
 
-/// Run one test folder.
-pub fn run_test(dir: &Path, root: &Path, backend: Backend) -> TestResult {
+/// Run one test folder. With `opt`, the imported graph is first optimised at
+/// that level (`O1`, `O2`), so the test checks the passes as well.
+pub fn run_test(dir: &Path, root: &Path, backend: Backend, opt: Option<&str>) -> TestResult {
     let name = dir
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -111,7 +112,7 @@ pub fn run_test(dir: &Path, root: &Path, backend: Backend) -> TestResult {
     };
     // A panic is a kiln bug, but one test's bug must not stop the scoreboard.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_test_inner(dir, backend, &mut r.ops)
+        run_test_inner(dir, backend, opt, &mut r.ops)
     }));
     match outcome {
         Ok(Ok(())) => r.status = Status::Passed,
@@ -136,7 +137,12 @@ fn failed(msg: impl Into<String>) -> (Status, String) {
     (Status::Failed, msg.into())
 }
 
-fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcome {
+fn run_test_inner(
+    dir: &Path,
+    backend: Backend,
+    opt: Option<&str>,
+    ops: &mut Vec<String>,
+) -> Outcome {
     let model = onnx::load_model(&dir.join("model.onnx")).map_err(|e| failed(e.to_string()))?;
     if let Some(g) = &model.graph {
         for n in &g.node {
@@ -257,6 +263,11 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
                     .join("; "),
             )
         })?;
+        let mut imported = imported;
+        if let Some(level) = opt {
+            kiln_compiler::passes::optimize(level, &mut imported.graph, &mut imported.weights)
+                .map_err(|e| failed(format!("-{level}: {e}")))?;
+        }
         let outs = match backend {
             Backend::Ref => run_ref(&imported.graph, &imported.weights, &feeds)?,
         };

@@ -48,6 +48,45 @@ enum Cmd {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Optimise a model and print its canonical IR.
+    #[command(
+        after_help = "Examples:\n  kiln opt examples/models/vgg_small.kir -O2 --stats\n  kiln opt model.onnx --passes dce,cse,const-fold --print-after-all\n  kiln opt examples/models/resnet_block.kir -O2 --disable-pass bn-fold -o out.kir\n  kiln opt --list-passes"
+    )]
+    Opt {
+        /// A `.kir` or `.onnx` file (not needed with --list-passes).
+        #[arg(required_unless_present = "list_passes")]
+        model: Option<PathBuf>,
+        /// Optimisation level: -O0, -O1 or -O2 (the default).
+        #[arg(short = 'O', value_name = "LEVEL", conflicts_with = "passes")]
+        level: Option<String>,
+        /// Run exactly these passes, in order (comma-separated), instead of a level.
+        #[arg(long, value_name = "A,B,C")]
+        passes: Option<String>,
+        /// Remove a pass from the pipeline (repeatable).
+        #[arg(long = "disable-pass", value_name = "NAME")]
+        disable: Vec<String>,
+        /// Print the IR after every run of this pass (repeatable).
+        #[arg(long = "print-after", value_name = "NAME")]
+        print_after: Vec<String>,
+        /// Print the IR after every pass.
+        #[arg(long)]
+        print_after_all: bool,
+        /// Print per-pass statistics (time, nodes removed and added, values folded) to stderr.
+        #[arg(long)]
+        stats: bool,
+        /// List the passes and the pipelines, then exit.
+        #[arg(long)]
+        list_passes: bool,
+        /// Bind a symbolic dimension, as NAME=SIZE, before optimising.
+        #[arg(long = "dim", value_name = "NAME=SIZE")]
+        dims: Vec<String>,
+        /// Constant folding skips results more than this many bytes larger than their inputs.
+        #[arg(long, value_name = "BYTES")]
+        fold_budget: Option<usize>,
+        /// Also write the optimised model: OUT.kir plus OUT.safetensors beside it.
+        #[arg(short = 'o', long = "output", value_name = "OUT.kir")]
+        output: Option<PathBuf>,
+    },
     /// Run the ONNX backend test suite and score kiln against it.
     #[command(
         after_help = "Examples:\n  kiln conformance ../shared/onnx-tests\n  kiln conformance ../shared/onnx-tests/node --report conformance.tsv --markdown CONFORMANCE.md"
@@ -67,6 +106,9 @@ enum Cmd {
         /// Only run tests whose suite/name contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Optimise each imported model at this level (O0, O1, O2) before running it.
+        #[arg(long, value_name = "LEVEL")]
+        opt: Option<String>,
         /// Write the ids (suite/test) of the passing tests, one per line: the
         /// manifest the CI guard checks (tests/conformance/expected_pass.txt).
         #[arg(long)]
@@ -135,8 +177,40 @@ fn real_main() -> Result<()> {
             report,
             markdown,
             filter,
+            opt,
             write_manifest,
-        } => conformance(&dir, backend, report, markdown, filter, write_manifest),
+        } => conformance(&dir, backend, report, markdown, filter, opt, write_manifest),
+        Cmd::Opt {
+            model,
+            level,
+            passes,
+            disable,
+            print_after,
+            print_after_all,
+            stats,
+            list_passes,
+            dims,
+            fold_budget,
+            output,
+        } => {
+            if list_passes {
+                print!("{}", list_passes_text());
+                return Ok(());
+            }
+            let model = model.ok_or_else(|| anyhow!("a model is required"))?;
+            let opts = OptArgs {
+                level,
+                passes,
+                disable,
+                print_after,
+                print_after_all,
+                stats,
+                dims,
+                fold_budget,
+                output,
+            };
+            opt(&model, opts)
+        }
         Cmd::Demo { model, batch } => demo(&model, batch),
     }
 }
@@ -180,6 +254,7 @@ fn conformance(
     report: Option<PathBuf>,
     markdown: Option<PathBuf>,
     filter: Option<String>,
+    opt: Option<String>,
     write_manifest: Option<PathBuf>,
 ) -> Result<()> {
     use kiln::conformance as conf;
@@ -189,6 +264,9 @@ fn conformance(
     let backend = match backend {
         BackendArg::Ref => conf::Backend::Ref,
     };
+    if let Some(level) = &opt {
+        kiln::compiler::passes::Pipeline::level(level)?;
+    }
     let mut tests = conf::find_tests(dir);
     if let Some(f) = &filter {
         tests.retain(|t| t.to_string_lossy().contains(f.as_str()));
@@ -205,7 +283,7 @@ fn conformance(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        results.push(conf::run_test(t, dir, backend));
+        results.push(conf::run_test(t, dir, backend, opt.as_deref()));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -395,6 +473,123 @@ fn demo(name: &str, batch: usize) -> Result<()> {
     );
     for (name, t) in &outs {
         println!("  {}", summarize(name, t));
+    }
+    Ok(())
+}
+
+struct OptArgs {
+    level: Option<String>,
+    passes: Option<String>,
+    disable: Vec<String>,
+    print_after: Vec<String>,
+    print_after_all: bool,
+    stats: bool,
+    dims: Vec<String>,
+    fold_budget: Option<usize>,
+    output: Option<PathBuf>,
+}
+
+fn list_passes_text() -> String {
+    use kiln::compiler::passes::{registry, Pipeline, RULES};
+    let mut s = String::from("passes:\n");
+    for p in registry() {
+        s += &format!("  {:<12} {}\n", p.name(), p.description());
+    }
+    s += "\nsimplify rules:\n";
+    for r in RULES {
+        s += &format!("  {:<24} {}\n", r.name, r.description);
+    }
+    s += "\npipelines:\n";
+    for l in ["O0", "O1", "O2"] {
+        if let Ok(p) = Pipeline::level(l) {
+            s += &format!(
+                "  -{l}: {}\n",
+                if p.steps.is_empty() {
+                    "(nothing)".to_string()
+                } else {
+                    p.to_string()
+                }
+            );
+        }
+    }
+    s
+}
+
+/// A `.kir` (with its weights) or `.onnx` model, with `--dim` values bound.
+fn load_any(path: &Path, dims: &[String]) -> Result<Model> {
+    let mut m = if is_onnx(path) {
+        load_onnx(path, dims)?
+    } else {
+        Model::load_kir(path)?
+    };
+    if !dims.is_empty() && !is_onnx(path) {
+        let mut bound = BTreeMap::new();
+        for s in dims {
+            let (k, v) = parse_kv(s, "--dim")?;
+            bound.insert(
+                k.clone(),
+                v.parse()
+                    .map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?,
+            );
+        }
+        m.graph.bind_dims(&bound)?;
+    }
+    Ok(m)
+}
+
+fn opt(path: &Path, a: OptArgs) -> Result<()> {
+    use kiln::compiler::passes::{PassManager, Pipeline, PrintAfter};
+    let mut m = load_any(path, &a.dims)?;
+    let mut pipeline = match &a.passes {
+        Some(list) => Pipeline::from_list(list)?,
+        None => Pipeline::level(a.level.as_deref().unwrap_or("O2"))?,
+    };
+    for d in &a.disable {
+        pipeline.disable(d)?;
+    }
+    let names = pipeline.pass_names();
+    for p in &a.print_after {
+        if kiln::compiler::passes::pass_by_name(p).is_none() {
+            bail!("--print-after {p}: unknown pass (see `kiln opt --list-passes`)");
+        }
+        if !names.contains(p) {
+            bail!("--print-after {p}: the pass is not in the pipeline ({pipeline})");
+        }
+    }
+    let mut pm = PassManager::new(pipeline);
+    if let Some(b) = a.fold_budget {
+        pm.opts.fold_budget_bytes = b;
+    }
+    pm.print_after = if a.print_after_all {
+        PrintAfter::All
+    } else if !a.print_after.is_empty() {
+        PrintAfter::Passes(a.print_after.iter().cloned().collect())
+    } else {
+        PrintAfter::Never
+    };
+    let result = pm.run(&mut m.graph, &mut m.weights);
+    for (pass, it, ir) in &pm.printed {
+        println!("# ---- IR after {pass} (iteration {it}) ----");
+        print!("{ir}");
+    }
+    if a.stats {
+        eprint!("{}", pm.stats_table());
+    }
+    result?;
+    if !pm.printed.is_empty() {
+        println!("# ---- final IR ----");
+    }
+    print!("{}", ir::print(&m.graph));
+    if let Some(out) = &a.output {
+        std::fs::write(out, ir::print(&m.graph))
+            .with_context(|| format!("writing {}", out.display()))?;
+        if !m.graph.params().is_empty() {
+            let wp = out.with_extension("safetensors");
+            m.weights.save(&wp)?;
+            eprintln!("wrote {} and {}", out.display(), wp.display());
+        } else {
+            eprintln!("wrote {}", out.display());
+        }
     }
     Ok(())
 }

@@ -234,3 +234,135 @@ fn bad_flags_are_clear() {
     let err = assert_clean_failure(&kiln(&["print", "/no/such/model.kir"]));
     assert!(err.contains("/no/such/model.kir"), "{err}");
 }
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/models")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn opt_o2_folds_batch_norm_and_reports_stats() {
+    let o = kiln(&["opt", &example("vgg_small.kir"), "-O2", "--stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(!out.contains("batch_norm"), "{out}");
+    assert!(
+        out.contains("conv(%x, %s1c1.weight.bn, %s1c1.bias.bn)"),
+        "{out}"
+    );
+    assert!(err.contains("ops changed: batch_norm 6→0"), "{err}");
+    assert!(err.contains("12 values folded"), "{err}");
+    let bn = err.lines().find(|l| l.starts_with("bn-fold")).unwrap();
+    assert_eq!(bn.split_whitespace().last(), Some("12"), "{bn}");
+    // The optimised IR is itself a valid model.
+    assert!(ir_parses(&out), "{out}");
+}
+
+fn ir_parses(src: &str) -> bool {
+    kiln::ir::parse(src).is_ok()
+}
+
+#[test]
+fn opt_print_after_all_shows_each_stage() {
+    let o = kiln(&["opt", &example("resnet_block.kir"), "--print-after-all"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for pass in [
+        "dce",
+        "shape-fold",
+        "cse",
+        "const-fold",
+        "simplify",
+        "bn-fold",
+    ] {
+        assert!(
+            out.contains(&format!("# ---- IR after {pass} (iteration 1) ----")),
+            "{pass}: {out}"
+        );
+    }
+    assert!(out.contains("# ---- final IR ----"));
+    let o = kiln(&[
+        "opt",
+        &example("resnet_block.kir"),
+        "--print-after",
+        "bn-fold",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(out.matches("# ---- IR after").count(), 1, "{out}");
+}
+
+#[test]
+fn opt_list_passes_and_pipeline_flags() {
+    let o = kiln(&["opt", "--list-passes"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for p in kiln::compiler::passes::registry() {
+        assert!(
+            out.contains(p.name()) && out.contains(p.description()),
+            "{out}"
+        );
+    }
+    assert!(out.contains("-O2: dce fixpoint("), "{out}");
+    // A pass list, and a disabled pass.
+    let o = kiln(&["opt", &example("vgg_small.kir"), "--passes", "dce,cse"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("batch_norm"));
+    let o = kiln(&[
+        "opt",
+        &example("vgg_small.kir"),
+        "-O2",
+        "--disable-pass",
+        "bn-fold",
+    ]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("batch_norm"));
+    // Mistakes are clear errors.
+    let err = assert_clean_failure(&kiln(&["opt", &example("mlp.kir"), "--passes", "dce,nope"]));
+    assert!(err.contains("unknown pass `nope`"), "{err}");
+    let err = assert_clean_failure(&kiln(&["opt", &example("mlp.kir"), "-O9"]));
+    assert!(err.contains("unknown optimisation level `9`"), "{err}");
+    let err = assert_clean_failure(&kiln(&[
+        "opt",
+        &example("mlp.kir"),
+        "--passes",
+        "dce",
+        "--print-after",
+        "cse",
+    ]));
+    assert!(err.contains("not in the pipeline"), "{err}");
+}
+
+#[test]
+fn opt_output_runs_and_matches_the_original() {
+    let d = tmpdir("opt");
+    let out = d.join("vgg_o2.kir");
+    let o = kiln(&[
+        "opt",
+        &example("vgg_small.kir"),
+        "-O2",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("vgg_o2.safetensors").is_file());
+    for (model, sub) in [
+        (example("vgg_small.kir"), "a"),
+        (out.display().to_string(), "b"),
+    ] {
+        let o = kiln(&[
+            "run",
+            &model,
+            "--dim",
+            "N=2",
+            "--output-dir",
+            d.join(sub).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let a = kiln::npy::read(&d.join("a/logits.npy")).unwrap();
+    let b = kiln::npy::read(&d.join("b/logits.npy")).unwrap();
+    kiln::ir::tensor::allclose(&b, &a, 1e-4, 1e-5).unwrap();
+}

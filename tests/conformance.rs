@@ -31,8 +31,8 @@ fn manifest() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn manifest_tests_still_pass_on_ref() {
+/// Run every manifest test with `opt` and fail listing each regression.
+fn check_manifest(backend: Backend, opt: Option<&str>) {
     let Some(root) = data_dir() else {
         eprintln!(
             "skipping: no ONNX test data (set KILN_ONNX_TESTS or create ../shared/onnx-tests with tests/conformance/gen_onnx_tests.py)"
@@ -48,16 +48,31 @@ fn manifest_tests_still_pass_on_ref() {
             broken.push(format!("{id}: missing from {}", root.display()));
             continue;
         }
-        let r = run_test(&dir, &root, Backend::Ref);
+        let r = run_test(&dir, &root, backend, opt);
         if r.status != Status::Passed {
             broken.push(format!("{id}: {} ({})", r.status.as_str(), r.detail));
         }
     }
-    eprintln!("{} manifest tests checked", ids.len());
+    eprintln!(
+        "{} manifest tests checked ({backend:?}, {opt:?})",
+        ids.len()
+    );
     assert!(
         broken.is_empty(),
         "{} regressions:\n{}",
         broken.len(),
         broken.join("\n")
     );
+}
+
+#[test]
+fn manifest_tests_still_pass_on_ref() {
+    check_manifest(Backend::Ref, None);
+}
+
+/// The differential check of the pass pipeline: every test that passes
+/// unoptimised must pass after `-O2` too.
+#[test]
+fn manifest_tests_still_pass_on_ref_after_o2() {
+    check_manifest(Backend::Ref, Some("O2"));
 }

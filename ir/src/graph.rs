@@ -163,6 +163,14 @@ impl Graph {
         }
     }
 
+    /// Drop a param from the graph's param list (its value becomes dangling,
+    /// so the verifier reports any remaining use). Returns whether it was one.
+    pub fn remove_param(&mut self, v: ValueId) -> bool {
+        let before = self.params.len();
+        self.params.retain(|&p| p != v);
+        self.params.len() != before
+    }
+
     /// Name a graph output. Output names are unique; setting one again replaces it.
     pub fn set_output(&mut self, name: impl Into<String>, v: ValueId) {
         let name = name.into();
@@ -193,7 +201,8 @@ impl Graph {
             None => false,
             Some(val) => match val.def {
                 ValueDef::Node { node, .. } => self.dag.contains_node(node.ix()),
-                _ => true,
+                ValueDef::Param => self.params.contains(&v),
+                ValueDef::Input(_) => true,
             },
         }
     }
