@@ -24,6 +24,7 @@ pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
 pub use text::{parse, print, ParseError};
 pub use verify::{verify, VerifyError, VerifyErrorKind};
 pub mod interp;
+pub mod kernel;
 pub mod model;
 pub mod weights;
 
