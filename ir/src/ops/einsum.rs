@@ -292,3 +292,101 @@ impl OpDef for Einsum {
 fn shaped<T>(dims: &[usize], v: Vec<T>) -> OpResult<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(dims), v).map_err(|e| OpError::Eval(format!("einsum: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+    use crate::ops::test_util::roundtrip;
+
+    fn f64t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor::F64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn ein(eq: &str, inputs: &[&Tensor]) -> Tensor {
+        let op = Einsum {
+            equation: eq.into(),
+        };
+        let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let want = op.infer(&refs).unwrap();
+        let out = op.eval(inputs).unwrap().remove(0);
+        assert_eq!(out.ty(), want[0]);
+        out
+    }
+    fn err(eq: &str, shapes: &[&[usize]]) -> OpError {
+        let tys: Vec<TensorType> = shapes
+            .iter()
+            .map(|s| TensorType::concrete(DType::F32, s))
+            .collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        Einsum {
+            equation: eq.into(),
+        }
+        .infer(&refs)
+        .unwrap_err()
+    }
+
+    #[test]
+    fn matmul_transpose_sums_and_products() {
+        let a = f64t(&[2, 2], &[1., 2., 3., 4.]);
+        let b = f64t(&[2, 2], &[5., 6., 7., 8.]);
+        let mm = f64t(&[2, 2], &[19., 22., 43., 50.]);
+        assert_eq!(ein("ij,jk->ik", &[&a, &b]), mm);
+        assert_eq!(ein("ij, jk", &[&a, &b]), mm);
+        assert_eq!(ein("ij->ji", &[&a]), f64t(&[2, 2], &[1., 3., 2., 4.]));
+        assert_eq!(ein("ij->i", &[&a]), f64t(&[2], &[3., 7.]));
+        assert_eq!(ein("ij->", &[&a]), f64t(&[], &[10.]));
+        assert_eq!(ein("ii->i", &[&a]), f64t(&[2], &[1., 4.]));
+        assert_eq!(ein("ii", &[&a]), f64t(&[], &[5.]));
+        let v = f64t(&[3], &[1., 2., 3.]);
+        let w = f64t(&[3], &[4., 5., 6.]);
+        assert_eq!(ein("i,i", &[&v, &w]), f64t(&[], &[32.]));
+        let outer = ein("i,j->ij", &[&v, &f64t(&[2], &[1., -1.])]);
+        assert_eq!(outer, f64t(&[3, 2], &[1., -1., 2., -2., 3., -3.]));
+        // Implicit output: labels seen once, in alphabetical order.
+        assert_eq!(ein("ji", &[&a]), f64t(&[2, 2], &[1., 3., 2., 4.]));
+        assert_eq!(ein("->", &[&f64t(&[], &[2.5])]), f64t(&[], &[2.5]));
+    }
+
+    #[test]
+    fn ellipsis_batches_and_broadcasts() {
+        let x = f64t(&[2, 2, 2], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        assert_eq!(ein("...ii->...i", &[&x]), f64t(&[2, 2], &[1., 4., 5., 8.]));
+        let eye = f64t(&[2, 2], &[1., 0., 0., 1.]);
+        assert_eq!(ein("bij,jk->bik", &[&x, &eye]), x);
+        assert_eq!(ein("...ij,...jk", &[&x, &eye]), x);
+        let one = f64t(&[1, 2, 2], &[1., 0., 0., 1.]);
+        assert_eq!(ein("...ij,...jk->...ik", &[&x, &one]), x);
+        let ints = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![3, 4]).unwrap());
+        assert_eq!(
+            ein("i,i->", &[&ints, &ints]),
+            Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 25))
+        );
+    }
+
+    #[test]
+    fn bad_equations() {
+        assert!(matches!(err("ij->i", &[&[2]]), OpError::Attr(_)));
+        assert!(matches!(err("ij,jk->ik", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(err("ij->ii", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(err("ij->k", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(err("i1->i", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(err("......", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(err("...i->i", &[&[2, 2]]), OpError::Attr(_)));
+        assert!(matches!(
+            err("ij,jk", &[&[2, 3], &[2, 3]]),
+            OpError::Shape(_)
+        ));
+        let b = TensorType::concrete(DType::Bool, &[2]);
+        assert!(matches!(
+            Einsum {
+                equation: "i".into()
+            }
+            .infer(&[&b]),
+            Err(OpError::DType(_))
+        ));
+        roundtrip(&Einsum {
+            equation: "bij, bjk -> bik".into(),
+        });
+    }
+}

@@ -84,7 +84,7 @@ pub(crate) fn take_flat(t: &Tensor, idx: &[usize], dims: &[usize]) -> OpResult<T
     let shape_err = |e: ndarray::ShapeError| OpError::Eval(format!("take: {e}"));
     Ok(map_array!(t, a => {
         let v: Vec<_> = a.iter().collect();
-        ArrayD::from_shape_vec(IxDyn(dims), idx.iter().map(|&i| v[i].clone()).collect())
+        ArrayD::from_shape_vec(IxDyn(dims), idx.iter().map(|&i| *v[i]).collect())
             .map_err(shape_err)?
     }))
 }
@@ -669,5 +669,335 @@ impl OpDef for TensorScatter {
             Ok(())
         })?;
         Ok(vec![scatter(cache, upd, &pairs, ScatterReduction::None)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::roundtrip;
+
+    fn f64t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor::F64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn i64t(shape: &[usize], v: &[i64]) -> Tensor {
+        Tensor::I64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn run<T: OpDef>(op: &T, inputs: &[&Tensor]) -> Tensor {
+        let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let want = op.infer(&refs).unwrap();
+        let out = op.eval(inputs).unwrap();
+        assert_eq!(out[0].ty(), want[0], "eval agrees with infer");
+        out.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn gather_elements_spec_examples() {
+        let data = f64t(&[2, 2], &[1., 2., 3., 4.]);
+        let idx = i64t(&[2, 2], &[0, 0, 1, 0]);
+        let y = run(&GatherElements { axis: 1 }, &[&data, &idx]);
+        assert_eq!(y, f64t(&[2, 2], &[1., 1., 4., 3.]));
+        let data = f64t(&[3, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        let idx = i64t(&[2, 3], &[1, 2, 0, 2, 0, 0]);
+        let y = run(&GatherElements { axis: 0 }, &[&data, &idx]);
+        assert_eq!(y, f64t(&[2, 3], &[4., 8., 3., 7., 2., 3.]));
+        let neg = i64t(&[2, 3], &[-1, -2, 0, -2, 0, 0]);
+        let y = run(&GatherElements { axis: 0 }, &[&data, &neg]);
+        assert_eq!(y, f64t(&[2, 3], &[7., 5., 3., 4., 2., 3.]));
+        // i64 values beyond 2^53 move exactly.
+        let big = i64t(&[2], &[i64::MAX, (1 << 53) + 1]);
+        let y = run(&GatherElements { axis: 0 }, &[&big, &i64t(&[1], &[1])]);
+        assert_eq!(y, i64t(&[1], &[(1 << 53) + 1]));
+    }
+
+    #[test]
+    fn gather_elements_errors() {
+        let data = f64t(&[2, 2], &[1., 2., 3., 4.]);
+        let e = GatherElements { axis: 0 }
+            .eval(&[&data, &i64t(&[1, 2], &[0, 2])])
+            .unwrap_err();
+        assert!(
+            matches!(&e, OpError::Eval(m) if m.contains("index 2")),
+            "{e}"
+        );
+        let t = data.ty();
+        let bad_rank = TensorType::concrete(DType::I64, &[2]);
+        assert!(matches!(
+            GatherElements { axis: 0 }.infer(&[&t, &bad_rank]),
+            Err(OpError::Shape(_))
+        ));
+        let too_wide = TensorType::concrete(DType::I64, &[1, 3]);
+        assert!(matches!(
+            GatherElements { axis: 0 }.infer(&[&t, &too_wide]),
+            Err(OpError::Shape(_))
+        ));
+        let float_idx = TensorType::concrete(DType::F32, &[2, 2]);
+        assert!(matches!(
+            GatherElements { axis: 0 }.infer(&[&t, &float_idx]),
+            Err(OpError::DType(_))
+        ));
+        assert!(matches!(
+            GatherElements { axis: 2 }.infer(&[&t, &t.with_dtype(DType::I64)]),
+            Err(OpError::Attr(_))
+        ));
+    }
+
+    #[test]
+    fn scatter_elements_spec_examples() {
+        let data = f64t(&[3, 3], &[0.; 9]);
+        let idx = i64t(&[2, 3], &[1, 0, 2, 0, 2, 1]);
+        let upd = f64t(&[2, 3], &[1.0, 1.1, 1.2, 2.0, 2.1, 2.2]);
+        let op = ScatterElements {
+            axis: 0,
+            reduction: ScatterReduction::None,
+        };
+        #[rustfmt::skip]
+        let want = [2.0, 1.1, 0.0,
+                    1.0, 0.0, 2.2,
+                    0.0, 2.1, 1.2];
+        assert_eq!(run(&op, &[&data, &idx, &upd]), f64t(&[3, 3], &want));
+        let data = f64t(&[1, 5], &[1., 2., 3., 4., 5.]);
+        let upd = f64t(&[1, 2], &[1.1, 2.1]);
+        let at = |axis, reduction, idx: &[i64]| {
+            run(
+                &ScatterElements { axis, reduction },
+                &[&data, &i64t(&[1, 2], idx), &upd],
+            )
+        };
+        assert_eq!(
+            at(1, ScatterReduction::None, &[1, 3]),
+            f64t(&[1, 5], &[1., 1.1, 3., 2.1, 5.])
+        );
+        assert_eq!(
+            at(-1, ScatterReduction::None, &[1, -3]),
+            f64t(&[1, 5], &[1., 1.1, 2.1, 4., 5.])
+        );
+        // Duplicates: the last write wins, or the reduction combines them.
+        assert_eq!(
+            at(1, ScatterReduction::None, &[1, 1]),
+            f64t(&[1, 5], &[1., 2.1, 3., 4., 5.])
+        );
+        let add = at(1, ScatterReduction::Add, &[1, 1]);
+        assert!((add.values_f64()[1] - 5.2).abs() < 1e-12);
+        let mul = at(1, ScatterReduction::Mul, &[1, 1]);
+        assert!((mul.values_f64()[1] - 2. * 1.1 * 2.1).abs() < 1e-12);
+        assert_eq!(
+            at(1, ScatterReduction::Max, &[1, 1]),
+            f64t(&[1, 5], &[1., 2.1, 3., 4., 5.])
+        );
+        assert_eq!(
+            at(1, ScatterReduction::Min, &[1, 1]),
+            f64t(&[1, 5], &[1., 1.1, 3., 4., 5.])
+        );
+        // Integer reductions wrap.
+        let op = ScatterElements {
+            axis: 0,
+            reduction: ScatterReduction::Add,
+        };
+        let y = run(
+            &op,
+            &[
+                &i64t(&[1], &[i64::MAX]),
+                &i64t(&[1], &[0]),
+                &i64t(&[1], &[1]),
+            ],
+        );
+        assert_eq!(y, i64t(&[1], &[i64::MIN]));
+    }
+
+    #[test]
+    fn scatter_elements_errors() {
+        let t = TensorType::concrete(DType::F32, &[3, 3]);
+        let idx = TensorType::concrete(DType::I64, &[2, 3]);
+        let op = |r| ScatterElements {
+            axis: 0,
+            reduction: r,
+        };
+        let wrong_upd = TensorType::concrete(DType::F32, &[2, 2]);
+        assert!(matches!(
+            op(ScatterReduction::None).infer(&[&t, &idx, &wrong_upd]),
+            Err(OpError::Shape(_))
+        ));
+        let upd64 = TensorType::concrete(DType::F64, &[2, 3]);
+        assert!(matches!(
+            op(ScatterReduction::None).infer(&[&t, &idx, &upd64]),
+            Err(OpError::DType(_))
+        ));
+        let b = TensorType::concrete(DType::Bool, &[3, 3]);
+        let bu = TensorType::concrete(DType::Bool, &[2, 3]);
+        assert!(op(ScatterReduction::None).infer(&[&b, &idx, &bu]).is_ok());
+        assert!(matches!(
+            op(ScatterReduction::Add).infer(&[&b, &idx, &bu]),
+            Err(OpError::DType(_))
+        ));
+        let e = op(ScatterReduction::None)
+            .eval(&[
+                &f64t(&[2], &[0., 0.]),
+                &i64t(&[1], &[5]),
+                &f64t(&[1], &[1.]),
+            ])
+            .unwrap_err();
+        assert!(matches!(e, OpError::Eval(_)), "{e}");
+    }
+
+    #[test]
+    fn gather_nd_spec_examples() {
+        let data = i64t(&[2, 2], &[0, 1, 2, 3]);
+        let g = |b, d: &Tensor, idx: &Tensor| run(&GatherNd { batch_dims: b }, &[d, idx]);
+        assert_eq!(
+            g(0, &data, &i64t(&[2, 2], &[0, 0, 1, 1])),
+            i64t(&[2], &[0, 3])
+        );
+        assert_eq!(
+            g(0, &data, &i64t(&[2, 1], &[1, 0])),
+            i64t(&[2, 2], &[2, 3, 0, 1])
+        );
+        let d3 = i64t(&[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            g(0, &d3, &i64t(&[2, 1, 2], &[0, 1, 1, 0])),
+            i64t(&[2, 1, 2], &[2, 3, 4, 5])
+        );
+        assert_eq!(
+            g(1, &d3, &i64t(&[2, 1], &[1, 0])),
+            i64t(&[2, 2], &[2, 3, 4, 5])
+        );
+        assert_eq!(g(0, &data, &i64t(&[1, 2], &[-1, -2])), i64t(&[1], &[2]));
+        let t = data.ty();
+        let long = TensorType::concrete(DType::I64, &[1, 3]);
+        assert!(matches!(
+            GatherNd { batch_dims: 0 }.infer(&[&t, &long]),
+            Err(OpError::Shape(_))
+        ));
+        let idx = TensorType::concrete(DType::I64, &[2, 1]);
+        assert!(matches!(
+            GatherNd { batch_dims: 2 }.infer(&[&t, &idx]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(GatherNd { batch_dims: 0 }
+            .eval(&[&data, &i64t(&[1, 2], &[0, 2])])
+            .is_err());
+    }
+
+    #[test]
+    fn scatter_nd_spec_examples() {
+        let data = f64t(&[8], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        let idx = i64t(&[4, 1], &[4, 3, 1, 7]);
+        let upd = f64t(&[4], &[9., 10., 11., 12.]);
+        let op = |r| ScatterNd { reduction: r };
+        assert_eq!(
+            run(&op(ScatterReduction::None), &[&data, &idx, &upd]),
+            f64t(&[8], &[1., 11., 3., 10., 9., 6., 7., 12.])
+        );
+        // Whole rows: indices address the first axis of a [2, 2] tensor.
+        let m = f64t(&[2, 2], &[1., 2., 3., 4.]);
+        let rows = i64t(&[2, 1], &[1, 1]);
+        let upd = f64t(&[2, 2], &[10., 20., 30., 40.]);
+        assert_eq!(
+            run(&op(ScatterReduction::Add), &[&m, &rows, &upd]),
+            f64t(&[2, 2], &[1., 2., 43., 64.])
+        );
+        assert_eq!(
+            run(
+                &op(ScatterReduction::Max),
+                &[&m, &i64t(&[1, 2], &[0, 1]), &f64t(&[1], &[-5.])]
+            ),
+            m
+        );
+        let t = m.ty();
+        let bad_upd = TensorType::concrete(DType::F64, &[2]);
+        assert!(matches!(
+            op(ScatterReduction::None).infer(&[&t, &rows.ty(), &bad_upd]),
+            Err(OpError::Shape(_))
+        ));
+        let long = TensorType::concrete(DType::I64, &[1, 3]);
+        assert!(matches!(
+            op(ScatterReduction::None).infer(&[&t, &long, &bad_upd]),
+            Err(OpError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn tensor_scatter_linear_and_circular() {
+        let cache = f64t(&[2, 3, 1], &[0.; 6]);
+        let lin = TensorScatter {
+            axis: 1,
+            circular: false,
+        };
+        let circ = TensorScatter {
+            axis: 1,
+            circular: true,
+        };
+        let one = f64t(&[2, 1, 1], &[5., 7.]);
+        let w = i64t(&[2], &[1, 2]);
+        assert_eq!(
+            run(&lin, &[&cache, &one, &w]),
+            f64t(&[2, 3, 1], &[0., 5., 0., 0., 0., 7.])
+        );
+        assert_eq!(
+            run(&lin, &[&cache, &one]),
+            f64t(&[2, 3, 1], &[5., 0., 0., 7., 0., 0.])
+        );
+        let two = f64t(&[2, 2, 1], &[5., 6., 7., 8.]);
+        assert_eq!(
+            run(&circ, &[&cache, &two, &w]),
+            f64t(&[2, 3, 1], &[0., 5., 6., 8., 0., 7.])
+        );
+        assert!(matches!(
+            lin.eval(&[&cache, &two, &w]),
+            Err(OpError::Eval(_))
+        ));
+        let t = cache.ty();
+        assert!(matches!(
+            TensorScatter {
+                axis: 0,
+                circular: false
+            }
+            .infer(&[&t, &t]),
+            Err(OpError::Attr(_))
+        ));
+        let big = TensorType::concrete(DType::F64, &[2, 4, 1]);
+        assert!(matches!(lin.infer(&[&t, &big]), Err(OpError::Shape(_))));
+        let w3 = TensorType::concrete(DType::I64, &[3]);
+        assert!(matches!(
+            lin.infer(&[&t, &one.ty(), &w3]),
+            Err(OpError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn attrs_roundtrip() {
+        roundtrip(&GatherElements { axis: -1 });
+        for r in [
+            ScatterReduction::None,
+            ScatterReduction::Add,
+            ScatterReduction::Mul,
+            ScatterReduction::Max,
+            ScatterReduction::Min,
+        ] {
+            roundtrip(&ScatterElements {
+                axis: 1,
+                reduction: r,
+            });
+            roundtrip(&ScatterNd { reduction: r });
+        }
+        roundtrip(&GatherNd { batch_dims: 1 });
+        roundtrip(&TensorScatter {
+            axis: -2,
+            circular: true,
+        });
+        let mut r = AttrReader::new(vec![(
+            "reduction".into(),
+            crate::attr::AttrValue::Str("avg".into()),
+        )]);
+        assert!(ScatterNd::parse("scatter_nd", &mut r).is_err());
+        let mut r = AttrReader::default();
+        assert_eq!(
+            TensorScatter::parse("tensor_scatter", &mut r).unwrap(),
+            TensorScatter {
+                axis: -2,
+                circular: false
+            }
+        );
     }
 }

@@ -930,6 +930,38 @@ mod tests {
     }
 
     #[test]
+    fn pad_wrap_and_runtime_fill() {
+        let x = f64t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let w = run1(&Pad::new(PadMode::Wrap, vec![0, 1, 1, 2], 0.0), &x);
+        #[rustfmt::skip]
+        let want = [3., 1., 2., 3., 1., 2.,
+                    6., 4., 5., 6., 4., 5.,
+                    3., 1., 2., 3., 1., 2.];
+        assert_eq!(w, f64t(&[3, 6], &want));
+        // The second input overrides the `value` attribute.
+        let fill = f64t(&[], &[-7.]);
+        let c = run(
+            &Pad::new(PadMode::Constant, vec![0, 0, 0, 1], 9.0),
+            &[&x, &fill],
+        )
+        .remove(0);
+        assert_eq!(c, f64t(&[2, 4], &[1., 2., 3., -7., 4., 5., 6., -7.]));
+        let t = x.ty();
+        let pad = Pad::new(PadMode::Constant, vec![0, 0, 0, 1], 0.0);
+        let f32_fill = TensorType::concrete(DType::F32, &[]);
+        assert!(matches!(
+            pad.infer(&[&t, &f32_fill]),
+            Err(OpError::DType(_))
+        ));
+        let two = TensorType::concrete(DType::F64, &[2]);
+        assert!(matches!(pad.infer(&[&t, &two]), Err(OpError::Shape(_))));
+        let e = Pad::new(PadMode::Wrap, vec![1, 0], 0.0)
+            .infer(&[&TensorType::concrete(DType::F32, &[0])]);
+        assert!(matches!(e, Err(OpError::Shape(_))));
+        roundtrip(&Pad::new(PadMode::Wrap, vec![1, 1], 0.0));
+    }
+
+    #[test]
     fn pad_errors() {
         let t = TensorType::concrete(DType::F32, &[2, 3]);
         let err = |m: PadMode, p: Vec<i64>| Pad::new(m, p, 0.0).infer(&[&t]).unwrap_err();

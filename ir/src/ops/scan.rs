@@ -534,3 +534,294 @@ impl OpDef for ReverseSequence {
         Ok(vec![take_flat(x, &src, &dims)?])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::roundtrip;
+
+    fn f64t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor::F64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn i64t(shape: &[usize], v: &[i64]) -> Tensor {
+        Tensor::I64(ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap())
+    }
+    fn run<T: OpDef>(op: &T, inputs: &[&Tensor]) -> Vec<Tensor> {
+        let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let want = op.infer(&refs).unwrap();
+        let out = op.eval(inputs).unwrap();
+        let got: Vec<TensorType> = out.iter().map(Tensor::ty).collect();
+        assert_eq!(got, want, "eval agrees with infer");
+        out
+    }
+    fn run1<T: OpDef>(op: &T, inputs: &[&Tensor]) -> Tensor {
+        run(op, inputs).remove(0)
+    }
+    fn cum(product: bool, axis: i64, exclusive: bool, reverse: bool) -> Cumulative {
+        Cumulative {
+            product,
+            axis,
+            exclusive,
+            reverse,
+        }
+    }
+
+    #[test]
+    fn cumsum_and_cumprod_by_hand() {
+        let x = f64t(&[5], &[1., 2., 3., 4., 5.]);
+        let s = |ex, rev| run1(&cum(false, 0, ex, rev), &[&x]).values_f64();
+        assert_eq!(s(false, false), [1., 3., 6., 10., 15.]);
+        assert_eq!(s(true, false), [0., 1., 3., 6., 10.]);
+        assert_eq!(s(false, true), [15., 14., 12., 9., 5.]);
+        assert_eq!(s(true, true), [14., 12., 9., 5., 0.]);
+        let p = |ex, rev| run1(&cum(true, 0, ex, rev), &[&x]).values_f64();
+        assert_eq!(p(false, false), [1., 2., 6., 24., 120.]);
+        assert_eq!(p(true, false), [1., 1., 2., 6., 24.]);
+        assert_eq!(p(true, true), [120., 60., 20., 5., 1.]);
+        let m = i64t(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            run1(&cum(false, 0, false, false), &[&m]),
+            i64t(&[2, 3], &[1, 2, 3, 5, 7, 9])
+        );
+        assert_eq!(
+            run1(&cum(false, -1, false, false), &[&m]),
+            i64t(&[2, 3], &[1, 3, 6, 4, 9, 15])
+        );
+        let i32x = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![i32::MAX, 1]).unwrap());
+        let wrapped = run1(&cum(false, 0, false, false), &[&i32x]);
+        assert_eq!(
+            wrapped.values_f64(),
+            [f64::from(i32::MAX), f64::from(i32::MIN)]
+        );
+        let t = x.ty();
+        assert!(matches!(
+            cum(false, 1, false, false).infer(&[&t]),
+            Err(OpError::Attr(_))
+        ));
+        let b = TensorType::concrete(DType::Bool, &[2]);
+        assert!(matches!(
+            cum(false, 0, false, false).infer(&[&b]),
+            Err(OpError::DType(_))
+        ));
+    }
+
+    #[test]
+    fn top_k_order_ties_and_nan() {
+        let x = f64t(&[3, 4], &[0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11.]);
+        let op = TopK {
+            axis: 1,
+            k: 3,
+            largest: true,
+        };
+        let out = run(&op, &[&x]);
+        assert_eq!(
+            out[0],
+            f64t(&[3, 3], &[3., 2., 1., 7., 6., 5., 11., 10., 9.])
+        );
+        assert_eq!(out[1], i64t(&[3, 3], &[3, 2, 1, 3, 2, 1, 3, 2, 1]));
+        let ties = i64t(&[4], &[1, 3, 3, 2]);
+        let out = run(
+            &TopK {
+                axis: 0,
+                k: 2,
+                largest: true,
+            },
+            &[&ties],
+        );
+        assert_eq!(out, vec![i64t(&[2], &[3, 3]), i64t(&[2], &[1, 2])]);
+        let low = i64t(&[4], &[3, 1, 1, 2]);
+        let out = run(
+            &TopK {
+                axis: -1,
+                k: 3,
+                largest: false,
+            },
+            &[&low],
+        );
+        assert_eq!(out, vec![i64t(&[3], &[1, 1, 2]), i64t(&[3], &[1, 2, 3])]);
+        let nan = f64t(&[3], &[1., f64::NAN, 3.]);
+        let top = TopK {
+            axis: 0,
+            k: 1,
+            largest: true,
+        };
+        let out = run(&top, &[&nan]);
+        assert!(out[0].values_f64()[0].is_nan());
+        assert_eq!(out[1], i64t(&[1], &[1]));
+        // Column-wise on axis 0.
+        let col = run(
+            &TopK {
+                axis: 0,
+                k: 1,
+                largest: false,
+            },
+            &[&x],
+        );
+        assert_eq!(col[0], f64t(&[1, 4], &[0., 1., 2., 3.]));
+        let t = x.ty();
+        let k5 = TopK {
+            axis: 1,
+            k: 5,
+            largest: true,
+        };
+        assert!(matches!(k5.infer(&[&t]), Err(OpError::Attr(_))));
+    }
+
+    #[test]
+    fn trilu_by_hand() {
+        let x = f64t(&[3, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        let t = |upper, k| run1(&Trilu { upper, k }, &[&x]).values_f64();
+        assert_eq!(t(false, 0), [1., 0., 0., 4., 5., 0., 7., 8., 9.]);
+        assert_eq!(t(true, 1), [0., 2., 3., 0., 0., 6., 0., 0., 0.]);
+        assert_eq!(t(false, -1), [0., 0., 0., 4., 0., 0., 7., 8., 0.]);
+        assert_eq!(t(true, -5), x.values_f64());
+        // Batched and non-square: the mask uses the last two dims.
+        let b = i64t(&[2, 1, 2], &[1, 2, 3, 4]);
+        assert_eq!(
+            run1(&Trilu { upper: false, k: 0 }, &[&b]),
+            i64t(&[2, 1, 2], &[1, 0, 3, 0])
+        );
+        let v = TensorType::concrete(DType::F32, &[3]);
+        assert!(matches!(
+            Trilu { upper: true, k: 0 }.infer(&[&v]),
+            Err(OpError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn one_hot_by_hand() {
+        let idx = i64t(&[3], &[0, -1, 5]);
+        let vals = f64t(&[2], &[0., 1.]);
+        let y = run1(&OneHot { axis: -1, depth: 3 }, &[&idx, &vals]);
+        assert_eq!(y, f64t(&[3, 3], &[1., 0., 0., 0., 0., 1., 0., 0., 0.]));
+        let y = run1(&OneHot { axis: 0, depth: 3 }, &[&idx, &vals]);
+        assert_eq!(y, f64t(&[3, 3], &[1., 0., 0., 0., 0., 0., 0., 1., 0.]));
+        let onoff = i64t(&[2], &[-2, 7]);
+        let y = run1(&OneHot { axis: 1, depth: 2 }, &[&f64t(&[1], &[1.]), &onoff]);
+        assert_eq!(y, i64t(&[1, 2], &[-2, 7]));
+        let t = idx.ty();
+        let bad_vals = TensorType::concrete(DType::F32, &[3]);
+        assert!(matches!(
+            OneHot { axis: 0, depth: 3 }.infer(&[&t, &bad_vals]),
+            Err(OpError::Shape(_))
+        ));
+        assert!(matches!(
+            OneHot { axis: 0, depth: 0 }.infer(&[&t, &vals.ty()]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(matches!(
+            OneHot { axis: 2, depth: 3 }.infer(&[&t, &vals.ty()]),
+            Err(OpError::Attr(_))
+        ));
+    }
+
+    #[test]
+    fn tile_by_hand() {
+        let x = i64t(&[2, 2], &[1, 2, 3, 4]);
+        let y = run1(
+            &Tile {
+                repeats: vec![1, 2],
+            },
+            &[&x],
+        );
+        assert_eq!(y, i64t(&[2, 4], &[1, 2, 1, 2, 3, 4, 3, 4]));
+        let y = run1(
+            &Tile {
+                repeats: vec![2, 1],
+            },
+            &[&x],
+        );
+        assert_eq!(y, i64t(&[4, 2], &[1, 2, 3, 4, 1, 2, 3, 4]));
+        assert_eq!(
+            run1(
+                &Tile {
+                    repeats: vec![0, 3]
+                },
+                &[&x]
+            )
+            .shape(),
+            [0, 6]
+        );
+        let t = x.ty();
+        assert!(matches!(
+            Tile { repeats: vec![2] }.infer(&[&t]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(matches!(
+            Tile {
+                repeats: vec![1, -1]
+            }
+            .infer(&[&t]),
+            Err(OpError::Attr(_))
+        ));
+    }
+
+    #[test]
+    fn reverse_sequence_spec_example() {
+        let x = f64t(&[4, 4], &(0..16).map(f64::from).collect::<Vec<_>>());
+        let op = ReverseSequence {
+            batch_axis: 1,
+            time_axis: 0,
+        };
+        let y = run1(&op, &[&x, &i64t(&[4], &[4, 3, 2, 1])]);
+        #[rustfmt::skip]
+        let want = [12., 9., 6., 3.,
+                    8., 5., 2., 7.,
+                    4., 1., 10., 11.,
+                    0., 13., 14., 15.];
+        assert_eq!(y, f64t(&[4, 4], &want));
+        let op = ReverseSequence {
+            batch_axis: 0,
+            time_axis: 1,
+        };
+        let y = run1(&op, &[&x, &i64t(&[4], &[1, 2, 3, 4])]);
+        #[rustfmt::skip]
+        let want = [0., 1., 2., 3.,
+                    5., 4., 6., 7.,
+                    10., 9., 8., 11.,
+                    15., 14., 13., 12.];
+        assert_eq!(y, f64t(&[4, 4], &want));
+        assert!(matches!(
+            op.eval(&[&x, &i64t(&[4], &[1, 2, 3, 5])]),
+            Err(OpError::Eval(_))
+        ));
+        let t = x.ty();
+        let same = ReverseSequence {
+            batch_axis: 0,
+            time_axis: 0,
+        };
+        assert!(matches!(
+            same.infer(&[&t, &TensorType::concrete(DType::I64, &[4])]),
+            Err(OpError::Attr(_))
+        ));
+        assert!(matches!(
+            op.infer(&[&t, &TensorType::concrete(DType::I64, &[3])]),
+            Err(OpError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn attrs_roundtrip() {
+        roundtrip(&cum(true, -1, true, false));
+        roundtrip(&cum(false, 0, false, true));
+        roundtrip(&TopK {
+            axis: 0,
+            k: 2,
+            largest: false,
+        });
+        roundtrip(&Trilu { upper: true, k: -2 });
+        roundtrip(&Trilu { upper: false, k: 1 });
+        roundtrip(&OneHot { axis: -1, depth: 4 });
+        roundtrip(&Tile {
+            repeats: vec![1, 3],
+        });
+        roundtrip(&ReverseSequence {
+            batch_axis: 0,
+            time_axis: 1,
+        });
+        let mut r = AttrReader::default();
+        assert!(Cumulative::parse("cumsum", &mut r).is_err());
+        assert!(TopK::parse("top_k", &mut r).is_err());
+    }
+}
