@@ -5,6 +5,7 @@
 //! NonZero, Compress and Unique have data-dependent output shapes: they are
 //! folded when their inputs are known at import time and refused otherwise.
 
+use kiln_ir::op::OpDef;
 use kiln_ir::ops::einsum::Einsum;
 use kiln_ir::ops::index::{
     GatherElements, GatherNd, ScatterElements, ScatterNd, ScatterReduction, TensorScatter,
@@ -69,10 +70,7 @@ pub const OPS: &[Row] = &[
     }),
     ("NonZero", 9, MAX_OPSET, non_zero),
     ("Compress", 9, MAX_OPSET, compress),
-    ("Unique", 11, MAX_OPSET, |c| {
-        c.const_input(0, "X (Unique's output shape depends on its values)")?;
-        c.unsupported("Unique of a constant (not implemented)")
-    }),
+    ("Unique", 11, MAX_OPSET, unique),
 ];
 
 fn out(c: &mut Ctx, op: impl Into<kiln_ir::Op>, idx: &[usize]) -> CResult<()> {
@@ -298,5 +296,91 @@ fn compress(c: &mut Ctx) -> CResult<()> {
     }
     let v = c.apply(kiln_ir::ops::shape::Gather { axis }, vec![x, idx])?;
     c.set_output(0, v);
+    Ok(())
+}
+
+/// Unique of a constant: the distinct elements (or slices along `axis`),
+/// sorted or in order of first occurrence, with their first indices, the
+/// inverse map and the counts.
+fn unique(c: &mut Ctx) -> CResult<()> {
+    let Some(x) = c.const_input(0, "X (Unique's output shape depends on its values)")? else {
+        return c.invalid("X is required");
+    };
+    let sorted = c.attr_int("sorted", 1)? != 0;
+    let (x, axis) = match c.attr_opt_int("axis")? {
+        None => {
+            let n = x.len();
+            let flat = Reshape::new(vec![n as i64]);
+            match flat.eval(&[&x]) {
+                Ok(mut v) => (v.remove(0), 0),
+                Err(e) => return c.invalid(e.to_string()),
+            }
+        }
+        Some(a) => match kiln_ir::ops::norm_axis(a, x.shape().len()) {
+            Some(a) => (x, a),
+            None => return c.invalid(format!("axis {a} out of range")),
+        },
+    };
+    let dims = x.shape().to_vec();
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    let at =
+        |j: usize| (0..outer).flat_map(move |o| (0..inner).map(move |i| (o * n + j) * inner + i));
+    let ints: Vec<i64> = x.to_i64().iter().copied().collect();
+    let floats: Vec<f64> = x.to_f64().iter().copied().collect();
+    let is_float = x.dtype().is_float();
+    let cmp = |j: usize, k: usize| {
+        at(j)
+            .zip(at(k))
+            .map(|(p, q)| {
+                if is_float {
+                    floats[p].total_cmp(&floats[q])
+                } else {
+                    ints[p].cmp(&ints[q])
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    // Sort positions by value (stably), then group equal neighbours.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&j, &k| cmp(j, k));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &j in &order {
+        match groups.last_mut() {
+            Some(g) if cmp(g[0], j).is_eq() => g.push(j),
+            _ => groups.push(vec![j]),
+        }
+    }
+    if !sorted {
+        groups.sort_by_key(|g| g[0]);
+    }
+    let mut inverse = vec![0i64; n];
+    for (u, g) in groups.iter().enumerate() {
+        for &j in g {
+            inverse[j] = u as i64;
+        }
+    }
+    let vec_i64 = |v: Vec<i64>| Val::Const {
+        t: Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")),
+        param: None,
+    };
+    let firsts = vec_i64(groups.iter().map(|g| g[0] as i64).collect());
+    let counts = vec_i64(groups.iter().map(|g| g.len() as i64).collect());
+    let y = c.apply(
+        kiln_ir::ops::shape::Gather { axis: axis as i64 },
+        vec![
+            Val::Const {
+                t: x.clone(),
+                param: None,
+            },
+            firsts.clone(),
+        ],
+    )?;
+    c.set_output(0, y);
+    c.set_output(1, firsts);
+    c.set_output(2, vec_i64(inverse));
+    c.set_output(3, counts);
     Ok(())
 }
