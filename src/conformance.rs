@@ -234,21 +234,25 @@ fn run_test_inner(
         let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
         // kiln compiles static graphs: when an integer input feeds a shape-like
         // parameter (axes, pads, a reshape target), bind it at import time, as
-        // a user would with a fixed model.
-        let imported = match onnx::import::import_model(&model, &opts) {
-            Err(e) if e.needs_const_inputs() => {
-                let mut opts = opts.clone();
-                for (name, t) in &feeds {
-                    if matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32) {
-                        opts.const_inputs.insert(name.clone(), t.clone());
-                    }
-                }
-                feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
-                onnx::import::import_model(&model, &opts)
+        // a user would with a fixed model. If that is not enough, scalars of
+        // any dtype are bound too (a float OneHot depth, Range's bounds).
+        let mut imported = onnx::import::import_model(&model, &opts);
+        let mut opts = opts.clone();
+        for bind_scalars in [false, true] {
+            match &imported {
+                Err(e) if e.needs_const_inputs() => {}
+                _ => break,
             }
-            r => r,
+            for (name, t) in &feeds {
+                let int = matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32);
+                if int || (bind_scalars && t.shape().is_empty()) {
+                    opts.const_inputs.insert(name.clone(), t.clone());
+                }
+            }
+            feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
+            imported = onnx::import::import_model(&model, &opts);
         }
-        .map_err(|e| {
+        let imported = imported.map_err(|e| {
             let status = if e.is_unsupported() {
                 Status::Unsupported
             } else {

@@ -193,12 +193,15 @@ impl fmt::Display for ParseOpError {
 
 use crate::ops::{
     conv::{Conv, ConvTranspose},
+    einsum::Einsum,
     elementwise::{Binary, Unary, Where},
     elementwise_more::{Clip, Variadic},
+    index::{GatherElements, GatherNd, ScatterElements, ScatterNd, TensorScatter},
     linalg::MatMul,
     norm::{BatchNorm, Dropout, LayerNorm, Softmax},
     pool::{GlobalPool, Pool},
     reduce::{ArgReduce, Reduce},
+    scan::{Cumulative, OneHot, ReverseSequence, Tile, TopK, Trilu},
     shape::{
         Cast, Concat, Constant, Expand, Flatten, Gather, Pad, Reshape, Slice, Split, Squeeze,
         Transpose, Unsqueeze,
@@ -235,4 +238,16 @@ declare_ops! {
     Unsqueeze(Unsqueeze),
     Cast(Cast),
     Constant(Constant),
+    GatherElements(GatherElements),
+    ScatterElements(ScatterElements),
+    GatherNd(GatherNd),
+    ScatterNd(ScatterNd),
+    TensorScatter(TensorScatter),
+    Cumulative(Cumulative),
+    TopK(TopK),
+    Trilu(Trilu),
+    OneHot(OneHot),
+    Tile(Tile),
+    ReverseSequence(ReverseSequence),
+    Einsum(Einsum),
 }

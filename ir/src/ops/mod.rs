@@ -2,13 +2,16 @@
 
 pub mod binary;
 pub mod conv;
+pub mod einsum;
 pub mod elementwise;
 pub mod elementwise_more;
+pub mod index;
 pub mod linalg;
 pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod scan;
 pub mod shape;
 
 use crate::dtype::DType;

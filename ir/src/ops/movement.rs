@@ -9,7 +9,8 @@ use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
 use crate::dtype::DType;
 use crate::map_array;
 use crate::op::{
-    attr_err, dtype_err, expect_arity, shape_err, FusionKind, OpDef, OpError, OpResult,
+    attr_err, dtype_err, expect_arity, expect_arity_range, shape_err, FusionKind, OpDef, OpError,
+    OpResult,
 };
 use crate::ops::shape::{out_dims, reshape_arr};
 use crate::ops::{axis_or_err, concrete, same_dtype};
@@ -427,6 +428,8 @@ pub enum PadMode {
     Constant,
     Reflect,
     Edge,
+    /// Repeat the input periodically, as numpy "wrap".
+    Wrap,
 }
 
 impl PadMode {
@@ -435,16 +438,24 @@ impl PadMode {
             PadMode::Constant => "constant",
             PadMode::Reflect => "reflect",
             PadMode::Edge => "edge",
+            PadMode::Wrap => "wrap",
         }
     }
     pub fn from_name(s: &str) -> Option<PadMode> {
-        [PadMode::Constant, PadMode::Reflect, PadMode::Edge]
-            .into_iter()
-            .find(|m| m.as_str() == s)
+        [
+            PadMode::Constant,
+            PadMode::Reflect,
+            PadMode::Edge,
+            PadMode::Wrap,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 
 /// ONNX Pad with constant pads `[begin_0.., end_0..]`; negative pads crop.
+/// An optional second input (a one-element tensor of the input's dtype)
+/// gives the constant fill at run time, in place of `value`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pad {
     pub mode: PadMode,
@@ -497,6 +508,7 @@ fn pad_arr<A: Clone>(
                     PadMode::Reflect if o < 0 => o.saturating_neg(),
                     PadMode::Reflect => (2 * (n - 1)).saturating_sub(o),
                     PadMode::Edge => o.max(0).min(n - 1),
+                    PadMode::Wrap => o.rem_euclid(n),
                 }
             };
             match usize::try_from(s) {
@@ -524,7 +536,9 @@ impl OpDef for Pad {
         let name = attrs.str("mode", "constant")?;
         let mode = PadMode::from_name(&name).ok_or_else(|| AttrError {
             attr: "mode".into(),
-            msg: format!("expected \"constant\", \"reflect\" or \"edge\", found {name:?}"),
+            msg: format!(
+                "expected \"constant\", \"reflect\", \"edge\" or \"wrap\", found {name:?}"
+            ),
         })?;
         let pads = attrs.req_ints("pads")?;
         let value = attrs.float("value", 0.0)?;
@@ -539,8 +553,22 @@ impl OpDef for Pad {
         w.float("value", self.value.0);
     }
     fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
-        expect_arity(inputs, 1)?;
+        expect_arity_range(inputs, 1, 2)?;
         let x = inputs[0];
+        if let Some(v) = inputs.get(1) {
+            if v.dtype != x.dtype {
+                return dtype_err(format!(
+                    "the pad value must have the input's dtype {}, found {}",
+                    x.dtype, v.dtype
+                ));
+            }
+            if v.shape.numel() != Some(1) {
+                return shape_err(format!(
+                    "the pad value must hold one element, found {}",
+                    v.shape
+                ));
+            }
+        }
         let r = x.rank();
         if self.pads.len() != 2 * r {
             return attr_err(
@@ -577,9 +605,10 @@ impl OpDef for Pad {
                         "reflect pads {b}, {e} on axis {i} must be smaller than its size {n}"
                     ))
                 }
-                PadMode::Edge if n == 0 && (b > 0 || e > 0) => {
+                PadMode::Edge | PadMode::Wrap if n == 0 && (b > 0 || e > 0) => {
                     return shape_err(format!(
-                        "edge padding axis {i} of size 0 has no edge to copy"
+                        "{} padding axis {i} of size 0 has nothing to copy",
+                        self.mode.as_str()
                     ))
                 }
                 _ => {}
@@ -594,7 +623,10 @@ impl OpDef for Pad {
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
         let x = inputs[0];
-        let fill = Tensor::from_f64(x.dtype(), ArrayD::from_elem(IxDyn(&[]), self.value.0));
+        let fill = match inputs.get(1) {
+            Some(v) => (*v).clone(),
+            None => Tensor::from_f64(x.dtype(), ArrayD::from_elem(IxDyn(&[]), self.value.0)),
+        };
         let (pads, mode) = (&self.pads, self.mode);
         let out = pad_variants!(x, &fill, |a, f| pad_arr(a, f, pads, mode, &dims)?;
             F32, F64, F16, BF16, I8, U8, I16, I32, I64, Bool);
@@ -898,6 +930,38 @@ mod tests {
     }
 
     #[test]
+    fn pad_wrap_and_runtime_fill() {
+        let x = f64t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let w = run1(&Pad::new(PadMode::Wrap, vec![0, 1, 1, 2], 0.0), &x);
+        #[rustfmt::skip]
+        let want = [3., 1., 2., 3., 1., 2.,
+                    6., 4., 5., 6., 4., 5.,
+                    3., 1., 2., 3., 1., 2.];
+        assert_eq!(w, f64t(&[3, 6], &want));
+        // The second input overrides the `value` attribute.
+        let fill = f64t(&[], &[-7.]);
+        let c = run(
+            &Pad::new(PadMode::Constant, vec![0, 0, 0, 1], 9.0),
+            &[&x, &fill],
+        )
+        .remove(0);
+        assert_eq!(c, f64t(&[2, 4], &[1., 2., 3., -7., 4., 5., 6., -7.]));
+        let t = x.ty();
+        let pad = Pad::new(PadMode::Constant, vec![0, 0, 0, 1], 0.0);
+        let f32_fill = TensorType::concrete(DType::F32, &[]);
+        assert!(matches!(
+            pad.infer(&[&t, &f32_fill]),
+            Err(OpError::DType(_))
+        ));
+        let two = TensorType::concrete(DType::F64, &[2]);
+        assert!(matches!(pad.infer(&[&t, &two]), Err(OpError::Shape(_))));
+        let e = Pad::new(PadMode::Wrap, vec![1, 0], 0.0)
+            .infer(&[&TensorType::concrete(DType::F32, &[0])]);
+        assert!(matches!(e, Err(OpError::Shape(_))));
+        roundtrip(&Pad::new(PadMode::Wrap, vec![1, 1], 0.0));
+    }
+
+    #[test]
     fn pad_errors() {
         let t = TensorType::concrete(DType::F32, &[2, 3]);
         let err = |m: PadMode, p: Vec<i64>| Pad::new(m, p, 0.0).infer(&[&t]).unwrap_err();
@@ -957,7 +1021,7 @@ mod tests {
             Pad::new(PadMode::Constant, vec![1, 1], 0.0)
         );
         let mut r = AttrReader::new(vec![
-            ("mode".into(), crate::attr::AttrValue::Str("wrap".into())),
+            ("mode".into(), crate::attr::AttrValue::Str("mirror".into())),
             ("pads".into(), crate::attr::AttrValue::Ints(vec![])),
         ]);
         assert!(Pad::parse("pad", &mut r).is_err());

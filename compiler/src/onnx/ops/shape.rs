@@ -175,17 +175,24 @@ fn pad(c: &mut Ctx) -> CResult<()> {
         "constant" => PadMode::Constant,
         "reflect" => PadMode::Reflect,
         "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
         other => return c.unsupported(format!("pad mode {other:?}")),
     };
     let rank = c.input_type(0)?.rank();
+    // A constant_value known only at run time becomes the op's second input.
+    let mut fill = None;
     let (pads, value) = if c.opset >= 11 {
         let Some(p) = c.const_ints(1, "pads")? else {
             return c.invalid("pads is required");
         };
-        let value = c
-            .const_input(2, "constant_value")?
-            .and_then(|t| t.values_f64().first().copied())
-            .unwrap_or(0.0);
+        let value = match c.opt_input(2)? {
+            Some(Val::Const { t, .. }) => t.values_f64().first().copied().unwrap_or(0.0),
+            Some(v @ Val::Value(_)) => {
+                fill = Some(v);
+                0.0
+            }
+            None => 0.0,
+        };
         let pads = match c.const_ints(3, "axes")? {
             None => p,
             Some(axes) => {
@@ -212,7 +219,11 @@ fn pad(c: &mut Ctx) -> CResult<()> {
         };
         (p, f64::from(c.attr_float("value", 0.0)?))
     };
-    out(c, Pad::new(mode, pads, value), &[0])
+    let mut ins = vec![c.input(0)?];
+    ins.extend(fill);
+    let v = c.apply(Pad::new(mode, pads, value), ins)?;
+    c.set_output(0, v);
+    Ok(())
 }
 
 fn constant(c: &mut Ctx) -> CResult<()> {
