@@ -131,6 +131,10 @@ fn pass_shape_fold() {
 fn pass_bn_fold() {
     check_pass("bn-fold");
 }
+#[test]
+fn pass_fusion() {
+    check_pass("fusion");
+}
 
 /// Every registered pass has a case folder.
 #[test]

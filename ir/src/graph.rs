@@ -59,6 +59,9 @@ pub struct Node {
     pub outputs: SmallVec<[ValueId; 1]>,
     /// Optional source name (an ONNX node name, say), used in messages.
     pub name: Option<String>,
+    /// The fusion group the `fusion` pass put this node in (nodes of one group
+    /// become one kernel). Printed as a comment; not part of the text format.
+    pub group: Option<u32>,
 }
 
 /// A graph failed to accept a node: the op rejected its inputs.
@@ -137,6 +140,7 @@ impl Graph {
             inputs: inputs.iter().copied().collect(),
             outputs: SmallVec::new(),
             name,
+            group: None,
         });
         let id = NodeId(ix.index() as u32);
         let outs: SmallVec<[ValueId; 1]> = out_types

@@ -16,6 +16,7 @@ mod bn_fold;
 mod cse;
 mod dce;
 mod fold;
+mod fusion;
 mod shape_fold;
 mod simplify;
 pub mod util;
@@ -30,6 +31,7 @@ pub use bn_fold::BnFold;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use fold::ConstFold;
+pub use fusion::Fusion;
 pub use shape_fold::ShapeFold;
 pub use simplify::{Rule, Simplify, RULES};
 
@@ -96,6 +98,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(Simplify),
         Box::new(ShapeFold),
         Box::new(BnFold),
+        Box::new(Fusion),
     ]
 }
 
@@ -128,7 +131,8 @@ pub enum PipelineError {
 
 impl Pipeline {
     /// The named pipelines: `O0` (nothing), `O1` (cleanup and folding), `O2`
-    /// (O1 plus batch-norm folding and shape folding).
+    /// (O1 plus batch-norm folding and shape folding, then the fusion
+    /// grouping the backends compile).
     pub fn level(name: &str) -> Result<Pipeline, PipelineError> {
         let group =
             |names: &[&str]| Step::FixedPoint(names.iter().map(|s| s.to_string()).collect());
@@ -144,6 +148,7 @@ impl Pipeline {
                 group(&["shape-fold", "cse", "const-fold", "simplify", "dce"]),
                 pass("bn-fold"),
                 group(&["shape-fold", "cse", "const-fold", "simplify", "dce"]),
+                pass("fusion"),
             ],
             _ => return Err(PipelineError::UnknownLevel(name.to_string())),
         };

@@ -38,6 +38,36 @@ pub fn print(g: &Graph) -> String {
             .unwrap_or_else(|| format!("%<undefined {}>", v.index()))
     };
 
+    // Fusion groups with more than one node, numbered in print order.
+    let mut group_size: HashMap<u32, usize> = HashMap::new();
+    for &n in &order {
+        if let Some(gid) = g.node(n).group {
+            *group_size.entry(gid).or_default() += 1;
+        }
+    }
+    let mut group_num: HashMap<u32, usize> = HashMap::new();
+    let mut group_kind: Vec<(usize, &'static str)> = Vec::new();
+    for &n in &order {
+        let Some(gid) = g.node(n).group else { continue };
+        if group_size[&gid] < 2 {
+            continue;
+        }
+        let k = *group_num.entry(gid).or_insert_with(|| {
+            group_kind.push((0, "injective"));
+            group_kind.len() - 1
+        });
+        use crate::op::FusionKind as F;
+        let rank = match g.node(n).op.fusion_kind() {
+            F::OutFusable => (3, "matmul/conv with fused epilogue"),
+            F::Reduction => (2, "reduction with fused producers and consumers"),
+            F::Elementwise | F::Broadcast => (1, "elementwise"),
+            _ => (0, "injective"),
+        };
+        if rank.0 > group_kind[k].0 {
+            group_kind[k] = rank;
+        }
+    }
+
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -76,10 +106,20 @@ pub fn print(g: &Graph) -> String {
         if let Some(name) = &node.name {
             let _ = write!(s, " @{}", quote_name(name));
         }
+        if let Some(k) = node.group.and_then(|gid| group_num.get(&gid)) {
+            let _ = write!(s, "  # fusion group {k}");
+        }
         s.push('\n');
     }
     for (name, v) in g.outputs() {
         let _ = writeln!(s, "  output {} = {}", quote_name(name), name_of(*v));
+    }
+    for (k, (_, kind)) in group_kind.iter().enumerate() {
+        let size = group_num
+            .iter()
+            .find(|(_, &num)| num == k)
+            .map_or(0, |(gid, _)| group_size[gid]);
+        let _ = writeln!(s, "  # fusion group {k}: {kind}, {size} nodes, one kernel");
     }
     s.push_str("}\n");
     s
