@@ -45,6 +45,9 @@ pub struct TestResult {
     pub name: String,
     /// Distinct ONNX op types in the model, in first-use order.
     pub ops: Vec<String>,
+    /// Every graph input and output is a non-string tensor (the issue's
+    /// "tensor-only" tests: no string, sequence, optional or map values).
+    pub tensor_only: bool,
     pub status: Status,
     /// Why it failed or is unsupported (one line).
     pub detail: String,
@@ -107,6 +110,7 @@ pub fn run_test(dir: &Path, root: &Path, backend: Backend, opt: Option<&str>) ->
         suite,
         name,
         ops: Vec::new(),
+        tensor_only: tensor_only(&dir.join("model.onnx")),
         status: Status::Failed,
         detail: String::new(),
     };
@@ -129,6 +133,23 @@ pub fn run_test(dir: &Path, root: &Path, backend: Backend, opt: Option<&str>) ->
         }
     }
     r
+}
+
+/// Whether every graph input and output of the model is a non-string tensor.
+fn tensor_only(model: &Path) -> bool {
+    use kiln_compiler::onnx::proto::type_proto::Value as T;
+    const STRING: i32 = 8;
+    let Ok(m) = onnx::load_model(model) else {
+        return true;
+    };
+    let Some(g) = &m.graph else { return true };
+    g.input.iter().chain(&g.output).all(|vi| {
+        match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(T::TensorType(t)) => t.elem_type() != STRING,
+            None => true,
+            Some(_) => false,
+        }
+    })
 }
 
 type Outcome = Result<(), (Status, String)>;
@@ -359,6 +380,35 @@ pub fn markdown(rs: &[TestResult], command: &str) -> String {
             v.len(),
             100.0 * p as f64 / v.len().max(1) as f64
         );
+    }
+    let node: Vec<&TestResult> = rs
+        .iter()
+        .filter(|r| r.suite == "node" && r.tensor_only)
+        .collect();
+    if !node.is_empty() {
+        let (p, _, _) = totals(node.iter().copied());
+        let _ = writeln!(
+            s,
+            "\n**node tests whose inputs and outputs are all tensors** (no string, sequence, optional or map values): {p} of {} pass, {:.1}%.",
+            node.len(),
+            100.0 * p as f64 / node.len() as f64
+        );
+    }
+    let others: Vec<&TestResult> = rs
+        .iter()
+        .filter(|r| r.suite != "node" && r.status != Status::Passed)
+        .collect();
+    if !others.is_empty() {
+        s.push_str("\n## Tests outside `node/` that do not pass\n\n| test | status | reason |\n|---|---|---|\n");
+        for r in others {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                r.id(),
+                r.status.as_str(),
+                r.detail.replace('|', "\\|")
+            );
+        }
     }
     s.push_str("\n## Per op\n\nEach test counts for every op its model uses; single-op tests live in the `node` suite.\n\n| op | tests | passed | failed | unsupported |\n|---|---|---|---|---|\n");
     let mut per_op: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();

@@ -3,6 +3,7 @@
 
 use kiln_ir::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind, Where};
 use kiln_ir::ops::elementwise_more::{Variadic, VariadicKind};
+use kiln_ir::ops::shape::Reshape;
 use kiln_ir::F64;
 
 use super::{Row, MAX_OPSET};
@@ -70,6 +71,7 @@ pub const OPS: &[Row] = &[
     ("Min", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Minimum)),
     ("Sum", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Sum)),
     ("Mean", 6, MAX_OPSET, |c| variadic(c, VariadicKind::Mean)),
+    ("Clip", 1, 10, clip_legacy),
     ("Clip", 11, MAX_OPSET, clip),
     ("Tan", 7, MAX_OPSET, |c| unary(c, UnaryKind::Tan)),
     ("Asin", 7, MAX_OPSET, |c| unary(c, UnaryKind::Asin)),
@@ -132,7 +134,8 @@ pub const OPS: &[Row] = &[
         binary(c, BinaryKind::BitwiseXor)
     }),
     ("Xor", 7, MAX_OPSET, |c| binary(c, BinaryKind::Xor)),
-    ("PRelu", 9, MAX_OPSET, |c| binary(c, BinaryKind::PRelu)),
+    ("PRelu", 1, 6, prelu_legacy),
+    ("PRelu", 7, MAX_OPSET, |c| binary(c, BinaryKind::PRelu)),
 ];
 
 fn unary(c: &mut Ctx, kind: UnaryKind) -> CResult<()> {
@@ -181,13 +184,66 @@ pub(super) fn identity(c: &mut Ctx) -> CResult<()> {
 }
 
 fn binary(c: &mut Ctx, kind: BinaryKind) -> CResult<()> {
+    let a = c.input(0)?;
+    let mut b = c.input(1)?;
     // Before opset 7, `broadcast = 1` broadcast B onto A, aligned at `axis` when
-    // given; without `axis` that is numpy's suffix alignment, which kiln does.
+    // given (B's dims match A's dims axis.. axis+rank(B)); without `axis` that
+    // is numpy's suffix alignment. Reshaping B with trailing 1s turns the
+    // first form into the second.
     if c.opset < 7 && c.attr_int("broadcast", 0)? != 0 && c.has_attr("axis") {
-        return c.unsupported("legacy broadcasting with an explicit `axis`");
+        let rank_a = c.input_dims(0)?.len() as i64;
+        let b_dims = c.input_dims(1)?;
+        let mut axis = c.attr_int("axis", 0)?;
+        if axis < 0 {
+            axis += rank_a;
+        }
+        let tail = rank_a - axis - b_dims.len() as i64;
+        if axis < 0 || tail < 0 {
+            return c.invalid(format!(
+                "legacy broadcast axis {axis} does not fit B {b_dims:?} into A of rank {rank_a}"
+            ));
+        }
+        let mut shape: Vec<i64> = b_dims.iter().map(|&d| d as i64).collect();
+        shape.extend(std::iter::repeat_n(1, tail as usize));
+        b = c.apply(Reshape::new(shape), vec![b])?;
     }
-    let v = c.apply_inputs(Binary::new(kind), &[0, 1])?;
+    let v = c.apply(Binary::new(kind), vec![a, b])?;
     c.set_output(0, v);
+    Ok(())
+}
+
+/// PRelu before opset 7: a slope of shape [C] applies per channel (axis 1),
+/// not numpy-style to the last axis.
+fn prelu_legacy(c: &mut Ctx) -> CResult<()> {
+    let x_rank = c.input_dims(0)?.len();
+    let slope_dims = c.input_dims(1)?;
+    let x = c.input(0)?;
+    let mut slope = c.input(1)?;
+    if slope_dims.len() == 1 && slope_dims[0] != 1 && x_rank >= 2 {
+        let mut shape = vec![slope_dims[0] as i64];
+        shape.extend(std::iter::repeat_n(1, x_rank - 2));
+        slope = c.apply(Reshape::new(shape), vec![slope])?;
+    }
+    let v = c.apply(Binary::new(BinaryKind::PRelu), vec![x, slope])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+/// Clip before opset 11: bounds are the `min`/`max` attributes.
+fn clip_legacy(c: &mut Ctx) -> CResult<()> {
+    let mut acc = c.input(0)?;
+    let dt = c.dtype_of(&acc);
+    let lo = c.attr_float("min", f32::MIN)?;
+    let hi = c.attr_float("max", f32::MAX)?;
+    if c.has_attr("min") {
+        let s = c.scalar(dt, f64::from(lo));
+        acc = c.apply(Binary::new(BinaryKind::Max), vec![acc, s])?;
+    }
+    if c.has_attr("max") {
+        let s = c.scalar(dt, f64::from(hi));
+        acc = c.apply(Binary::new(BinaryKind::Min), vec![acc, s])?;
+    }
+    c.set_output(0, acc);
     Ok(())
 }
 

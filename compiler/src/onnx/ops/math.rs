@@ -8,8 +8,8 @@ use super::{Row, MAX_OPSET};
 use crate::onnx::import::{CResult, Ctx};
 
 pub const OPS: &[Row] = &[
-    ("MatMul", 9, MAX_OPSET, matmul),
-    ("Gemm", 7, MAX_OPSET, gemm),
+    ("MatMul", 1, MAX_OPSET, matmul),
+    ("Gemm", 1, MAX_OPSET, gemm),
 ];
 
 fn matmul(c: &mut Ctx) -> CResult<()> {
@@ -19,6 +19,8 @@ fn matmul(c: &mut Ctx) -> CResult<()> {
 }
 
 /// Y = alpha * A' B' + beta * C, with A' = transA ? Aᵀ : A (same for B).
+/// Before opset 7, C broadcasts only with `broadcast = 1`; numpy broadcasting
+/// of C onto [M, N] covers both forms.
 fn gemm(c: &mut Ctx) -> CResult<()> {
     let alpha = f64::from(c.attr_float("alpha", 1.0)?);
     let beta = f64::from(c.attr_float("beta", 1.0)?);
