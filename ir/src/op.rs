@@ -204,6 +204,12 @@ use crate::ops::{
         Transpose, Unsqueeze,
     },
 };
+use crate::ops::{
+    attention::{Attention, RotaryEmbedding},
+    loss::{NllLoss, SoftmaxCrossEntropy},
+    norm::RmsNorm,
+    norm_more::{Hardmax, Lrn},
+};
 
 declare_ops! {
     Unary(Unary),
@@ -235,4 +241,11 @@ declare_ops! {
     Unsqueeze(Unsqueeze),
     Cast(Cast),
     Constant(Constant),
+    RmsNorm(RmsNorm),
+    NllLoss(NllLoss),
+    SoftmaxCrossEntropy(SoftmaxCrossEntropy),
+    Attention(Attention),
+    RotaryEmbedding(RotaryEmbedding),
+    Hardmax(Hardmax),
+    Lrn(Lrn),
 }
