@@ -6,6 +6,9 @@ mod math;
 mod nn;
 mod reduce;
 mod shape;
+// Attention, normalisations, losses, activations (issue 3, nn family).
+mod attention;
+mod norm_loss;
 
 use super::import::{CResult, Ctx};
 
@@ -18,13 +21,15 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 5] {
+fn tables() -> [&'static [Row]; 7] {
     [
         elementwise::OPS,
         math::OPS,
         nn::OPS,
         reduce::OPS,
         shape::OPS,
+        attention::OPS,
+        norm_loss::OPS,
     ]
 }
 
