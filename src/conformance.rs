@@ -227,13 +227,16 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
         };
         let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
         // kiln compiles static graphs: when an integer input feeds a shape-like
-        // parameter (axes, pads, a reshape target), bind it at import time, as
-        // a user would with a fixed model.
+        // parameter (axes, pads, a reshape target), or a scalar input feeds a
+        // mode flag or rate (Dropout's training_mode and ratio), bind it at
+        // import time, as a user would with a fixed model.
         let imported = match onnx::import::import_model(&model, &opts) {
             Err(e) if e.needs_const_inputs() => {
                 let mut opts = opts.clone();
                 for (name, t) in &feeds {
-                    if matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32) {
+                    if matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32)
+                        || t.shape().is_empty()
+                    {
                         opts.const_inputs.insert(name.clone(), t.clone());
                     }
                 }
