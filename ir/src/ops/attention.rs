@@ -35,6 +35,17 @@ pub(crate) fn round_to(dt: DType, x: f64) -> f64 {
     }
 }
 
+/// The sum of `xs` as ONNX's reference computes a softmax denominator: bf16
+/// accumulates in bf16, in order, rounding after every addition; the other
+/// float types accumulate wide and round once.
+pub(crate) fn accumulate(dt: DType, xs: &[f64]) -> f64 {
+    if dt == DType::BF16 {
+        xs.iter().fold(0.0, |a, &x| round_to(dt, a + x))
+    } else {
+        round_to(dt, xs.iter().sum())
+    }
+}
+
 /// What the optional second output of `attention` holds (ONNX
 /// `qk_matmul_output_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -445,7 +456,7 @@ impl OpDef for Attention {
                         for (p, &l) in probs.iter_mut().zip(&logits) {
                             *p = rs(rs(rs(l) - m).exp());
                         }
-                        let mut sum = rs(probs.iter().sum());
+                        let mut sum = accumulate(sdt, &probs);
                         if sum == 0.0 {
                             sum = 1.0;
                         }

@@ -7,6 +7,8 @@ use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
 use crate::op::{
     expect_arity, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult,
 };
+use crate::dtype::DType;
+use crate::ops::attention::{accumulate, round_to};
 use crate::ops::{axis_or_err, broadcast_shapes, require_float, same_dtype};
 use crate::shape::{Dim, Shape, TensorType};
 use crate::tensor::Tensor;
@@ -58,6 +60,23 @@ impl OpDef for Softmax {
         let x = inputs[0];
         let ax = axis_or_err("axis", self.axis, x.shape().len())?;
         let mut a = x.to_f64();
+        let dt = x.dtype();
+        // Half types round each stage (x - max, exp, the sum, the quotient) as
+        // ONNX's reference does, so results match it to the ulp; wider types
+        // compute in f64 and round once.
+        if !self.log && matches!(dt, DType::F16 | DType::BF16) {
+            let r = |v: f64| round_to(dt, v);
+            for mut lane in a.lanes_mut(Axis(ax)) {
+                let m = lane.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                lane.mapv_inplace(|v| r(r(v - m).exp()));
+                let s = accumulate(dt, lane.as_slice().map_or_else(
+                    || lane.iter().copied().collect::<Vec<_>>(),
+                    <[f64]>::to_vec,
+                ).as_slice());
+                lane.mapv_inplace(|e| e / s);
+            }
+            return Ok(vec![Tensor::from_f64(dt, a)]);
+        }
         for mut lane in a.lanes_mut(Axis(ax)) {
             // Shifting by the lane max keeps exp() from overflowing; the result
             // is unchanged mathematically.
