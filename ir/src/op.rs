@@ -192,6 +192,12 @@ impl fmt::Display for ParseOpError {
 }
 
 use crate::ops::{
+    attention::{Attention, RotaryEmbedding},
+    loss::{NllLoss, SoftmaxCrossEntropy},
+    norm::RmsNorm,
+    norm_more::{Hardmax, Lrn},
+};
+use crate::ops::{
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
     elementwise_more::{Clip, Variadic},
@@ -203,12 +209,6 @@ use crate::ops::{
         Cast, Concat, Constant, Expand, Flatten, Gather, Pad, Reshape, Slice, Split, Squeeze,
         Transpose, Unsqueeze,
     },
-};
-use crate::ops::{
-    attention::{Attention, RotaryEmbedding},
-    loss::{NllLoss, SoftmaxCrossEntropy},
-    norm::RmsNorm,
-    norm_more::{Hardmax, Lrn},
 };
 
 declare_ops! {

@@ -153,7 +153,11 @@ impl Attention {
         Ok(())
     }
     /// The mask and KV-length inputs, told apart by dtype.
-    fn extras<'a, T>(&self, inputs: &'a [T], is_int: impl Fn(&T) -> bool) -> (Option<&'a T>, Option<&'a T>) {
+    fn extras<'a, T>(
+        &self,
+        inputs: &'a [T],
+        is_int: impl Fn(&T) -> bool,
+    ) -> (Option<&'a T>, Option<&'a T>) {
         let rest = &inputs[3.min(inputs.len())..];
         match rest {
             [a, b] => (Some(a), Some(b)),
@@ -238,8 +242,7 @@ impl OpDef for Attention {
             return shape_err(format!("attention query must be 4-D, found {}", q.shape));
         }
         let (qd, kd, vd) = (q.shape.dims(), k.shape.dims(), v.shape.dims());
-        if kd[0] != qd[0] || vd[0] != qd[0] || vd[1] != kd[1] || vd[2] != kd[2] || kd[3] != qd[3]
-        {
+        if kd[0] != qd[0] || vd[0] != qd[0] || vd[1] != kd[1] || vd[2] != kd[2] || kd[3] != qd[3] {
             return shape_err(format!(
                 "attention shapes do not agree: q {}, k {}, v {} (want [B,Hq,S,D], [B,Hkv,T,D], [B,Hkv,T,Dv])",
                 q.shape, k.shape, v.shape
@@ -264,7 +267,10 @@ impl OpDef for Attention {
                 ));
             }
             if m.rank() == 0 || m.rank() > 4 {
-                return shape_err(format!("attention mask must have rank 1 to 4, found {}", m.shape));
+                return shape_err(format!(
+                    "attention mask must have rank 1 to 4, found {}",
+                    m.shape
+                ));
             }
             let md = m.shape.dims();
             let target = [&qd[0], &qd[1], &qd[2]];
@@ -318,7 +324,14 @@ impl OpDef for Attention {
         }
         let (b, hq, s, d) = (qs[0], qs[1], qs[2], qs[3]);
         let (hkv, t, dv) = (ks[1], ks[2], vs[3]);
-        if ks[0] != b || vs[0] != b || vs[1] != hkv || vs[2] != t || ks[3] != d || hkv == 0 || hq % hkv != 0 {
+        if ks[0] != b
+            || vs[0] != b
+            || vs[1] != hkv
+            || vs[2] != t
+            || ks[3] != d
+            || hkv == 0
+            || hq % hkv != 0
+        {
             return Err(OpError::Eval(format!(
                 "attention shapes do not agree: {qs:?}, {ks:?}, {vs:?}"
             )));
@@ -578,7 +591,11 @@ impl OpDef for RotaryEmbedding {
             self.rotary_dim as usize
         };
         let half = r / 2;
-        if r > d || r % 2 != 0 || inputs[1].shape() != [b, s, half] || inputs[2].shape() != [b, s, half] {
+        if r > d
+            || r % 2 != 0
+            || inputs[1].shape() != [b, s, half]
+            || inputs[2].shape() != [b, s, half]
+        {
             return Err(OpError::Eval(format!(
                 "rotary_embedding shapes do not agree: x {xs:?}, cos {:?}, rotary_dim {r}",
                 inputs[1].shape()
@@ -727,13 +744,25 @@ mod tests {
             rotary_dim: 2,
         };
         let out = run(&op, &[&x, &c, &s]);
-        allclose(&out[0], &f64t(&[1, 1, 1, 4], &[-5., 1., 2., 7.]), 0.0, 1e-12).unwrap();
+        allclose(
+            &out[0],
+            &f64t(&[1, 1, 1, 4], &[-5., 1., 2., 7.]),
+            0.0,
+            1e-12,
+        )
+        .unwrap();
         let op = RotaryEmbedding {
             interleaved: true,
             rotary_dim: 2,
         };
         let out = run(&op, &[&x, &c, &s]);
-        allclose(&out[0], &f64t(&[1, 1, 1, 4], &[-5., 1., 2., 7.]), 0.0, 1e-12).unwrap();
+        allclose(
+            &out[0],
+            &f64t(&[1, 1, 1, 4], &[-5., 1., 2., 7.]),
+            0.0,
+            1e-12,
+        )
+        .unwrap();
         let bad = RotaryEmbedding {
             interleaved: false,
             rotary_dim: 3,

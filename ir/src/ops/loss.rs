@@ -12,9 +12,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
 use crate::dtype::DType;
-use crate::op::{
-    dtype_err, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult,
-};
+use crate::op::{dtype_err, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult};
 use crate::ops::require_float;
 use crate::shape::{Shape, TensorType};
 use crate::tensor::Tensor;
@@ -145,7 +143,9 @@ fn nll(
     }
     let w: Option<Vec<f64>> = weight.map(|w| w.to_f64().iter().copied().collect());
     if w.as_ref().is_some_and(|w| w.len() != c) {
-        return Err(OpError::Eval(format!("{what} weight must have {c} entries")));
+        return Err(OpError::Eval(format!(
+            "{what} weight must have {c} entries"
+        )));
     }
     let lp = logp
         .view()
@@ -353,9 +353,7 @@ mod tests {
         let none = run(&NllLoss::new(Reduction::None, Some(-1)), &[&x, &t]);
         allclose(&none[0], &f64t(&[1, 2], &[3., 0.]), 0.0, 1e-12).unwrap();
         // Without ignore_index the -1 target is an error, not a silent answer.
-        assert!(NllLoss::new(Reduction::None, None)
-            .eval(&[&x, &t])
-            .is_err());
+        assert!(NllLoss::new(Reduction::None, None).eval(&[&x, &t]).is_err());
     }
 
     #[test]

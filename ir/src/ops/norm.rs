@@ -4,10 +4,10 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
+use crate::dtype::DType;
 use crate::op::{
     expect_arity, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult,
 };
-use crate::dtype::DType;
 use crate::ops::attention::{accumulate, round_to};
 use crate::ops::{axis_or_err, broadcast_shapes, require_float, same_dtype};
 use crate::shape::{Dim, Shape, TensorType};
@@ -69,10 +69,8 @@ impl OpDef for Softmax {
             for mut lane in a.lanes_mut(Axis(ax)) {
                 let m = lane.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
                 lane.mapv_inplace(|v| r(r(v - m).exp()));
-                let s = accumulate(dt, lane.as_slice().map_or_else(
-                    || lane.iter().copied().collect::<Vec<_>>(),
-                    <[f64]>::to_vec,
-                ).as_slice());
+                let e: Vec<f64> = lane.iter().copied().collect();
+                let s = accumulate(dt, &e);
                 lane.mapv_inplace(|e| e / s);
             }
             return Ok(vec![Tensor::from_f64(dt, a)]);
@@ -520,6 +518,18 @@ mod tests {
     }
 
     #[test]
+    fn softmax_half_rounds_each_stage() {
+        // bf16 has 8 significant bits: 1 + 1/256 rounds back to 1, so summing
+        // [1, 2^-9 x 4] in order stays at 1; the exact sum 1 + 2^-7 is representable.
+        let x = Tensor::from_vec_f64(DType::BF16, &[2], vec![0.0, 0.0]).unwrap();
+        let p = run(&Softmax::new(-1, false), &[&x]);
+        assert_eq!(p.values_f64(), [0.5, 0.5]);
+        let tiny = [1.0, 1.0 / 512.0, 1.0 / 512.0, 1.0 / 512.0, 1.0 / 512.0];
+        assert_eq!(accumulate(DType::BF16, &tiny), 1.0);
+        assert_eq!(accumulate(DType::F16, &tiny), 1.0 + 1.0 / 128.0);
+    }
+
+    #[test]
     fn softmax_infer() {
         let ty = TensorType::new(DType::F32, Shape::from(vec![Dim::sym("N"), Dim::Known(10)]));
         assert_eq!(Softmax::new(-1, false).infer(&[&ty]).unwrap()[0], ty);
@@ -652,10 +662,22 @@ mod tests {
         )
         .unwrap();
         // RMS of [1,2,3,4] is sqrt(30/4 + eps); of [2,2,2,2] is sqrt(4 + eps).
-        let y = run(&RmsNorm::new(-1, 0.5), &[&x, &f64t(&[4], &[1., 1., 1., 2.])]);
+        let y = run(
+            &RmsNorm::new(-1, 0.5),
+            &[&x, &f64t(&[4], &[1., 1., 1., 2.])],
+        );
         let r1 = 8f64.sqrt();
         let r2 = 4.5f64.sqrt();
-        let want = [1. / r1, 2. / r1, 3. / r1, 8. / r1, 2. / r2, 2. / r2, 2. / r2, 4. / r2];
+        let want = [
+            1. / r1,
+            2. / r1,
+            3. / r1,
+            8. / r1,
+            2. / r2,
+            2. / r2,
+            2. / r2,
+            4. / r2,
+        ];
         allclose(&y, &f64t(&[2, 4], &want), 0.0, 1e-12).unwrap();
         assert!(matches!(
             RmsNorm::new(-1, 0.5).infer(&[&x.ty(), &f64t(&[3], &[1., 1., 1.]).ty()]),

@@ -190,7 +190,8 @@ impl OpDef for Reduce {
         expect_arity(inputs, 1)?;
         let x = inputs[0];
         // max/min of bools are any/all (ONNX ReduceMax/ReduceMin, opset 20+).
-        let bool_ok = x.dtype == DType::Bool && matches!(self.kind, ReduceKind::Max | ReduceKind::Min);
+        let bool_ok =
+            x.dtype == DType::Bool && matches!(self.kind, ReduceKind::Max | ReduceKind::Min);
         if !bool_ok {
             require_numeric(x, &format!("{} input", self.spelling()))?;
         }
@@ -547,7 +548,9 @@ mod tests {
         assert!(matches!(op.infer(&[&b]), Err(OpError::DType(_))));
         assert!(matches!(op.infer(&[&ty, &ty]), Err(OpError::Arity { .. })));
         // max/min of bools are any/all; over an empty axis, false and true.
-        let bt = Tensor::Bool(ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![true, false, false, false]).unwrap());
+        let bt = Tensor::Bool(
+            ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![true, false, false, false]).unwrap(),
+        );
         let any = Reduce::new(ReduceKind::Max, vec![1], false);
         assert_eq!(any.infer(&[&bt.ty()]).unwrap()[0].dtype, DType::Bool);
         assert_eq!(any.eval(&[&bt]).unwrap()[0].values_f64(), [1., 0.]);

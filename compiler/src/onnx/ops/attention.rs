@@ -39,9 +39,10 @@ fn attention(c: &mut Ctx) -> CResult<()> {
     let (mut q, mut k, mut v) = (c.input(0)?, c.input(1)?, c.input(2)?);
     match rank {
         3 => {
-            let (Some(hq), Some(hkv)) =
-                (c.attr_opt_int("q_num_heads")?, c.attr_opt_int("kv_num_heads")?)
-            else {
+            let (Some(hq), Some(hkv)) = (
+                c.attr_opt_int("q_num_heads")?,
+                c.attr_opt_int("kv_num_heads")?,
+            ) else {
                 return c.invalid("3-D inputs need q_num_heads and kv_num_heads");
             };
             if hq <= 0 || hkv <= 0 {
@@ -59,10 +60,16 @@ fn attention(c: &mut Ctx) -> CResult<()> {
     let mut offset = 0;
     match (past_k, past_v) {
         (Some(pk), Some(pv)) => {
-            offset = c.input_type(4)?.shape.dims().get(2).and_then(|d| d.known()).map_or_else(
-                || c.unsupported("a symbolic past sequence length"),
-                |n| Ok(n as i64),
-            )?;
+            offset = c
+                .input_type(4)?
+                .shape
+                .dims()
+                .get(2)
+                .and_then(|d| d.known())
+                .map_or_else(
+                    || c.unsupported("a symbolic past sequence length"),
+                    |n| Ok(n as i64),
+                )?;
             k = c.apply(Concat { axis: 2 }, vec![pk, k])?;
             v = c.apply(Concat { axis: 2 }, vec![pv, v])?;
         }

@@ -1,9 +1,9 @@
 //! Convolution, pooling, normalisation, softmax and dropout.
 
 use kiln_ir::ops::conv::{Conv, ConvTranspose};
+use kiln_ir::ops::elementwise::{Binary, BinaryKind};
 use kiln_ir::ops::norm::{BatchNorm, Dropout, LayerNorm, Softmax};
 use kiln_ir::ops::pool::{GlobalPool, Pool, PoolKind};
-use kiln_ir::ops::elementwise::{Binary, BinaryKind};
 use kiln_ir::ops::reduce::{Reduce, ReduceKind};
 use kiln_ir::ops::shape::{Cast, Flatten, Reshape};
 use kiln_ir::{DType, Tensor};
@@ -204,8 +204,8 @@ fn batch_norm(c: &mut Ctx) -> CResult<()> {
     let eps = f64::from(c.attr_float("epsilon", 1e-5)?);
     // Opset 14+ says training with `training_mode`; earlier opsets by asking for
     // the running statistics.
-    let training = c.attr_int("training_mode", 0)? != 0
-        || (c.opset < 14 && (1..5).any(|i| c.wants_output(i)));
+    let training =
+        c.attr_int("training_mode", 0)? != 0 || (c.opset < 14 && (1..5).any(|i| c.wants_output(i)));
     if !training {
         let v = c.apply_inputs(BatchNorm::new(eps), &[0, 1, 2, 3, 4])?;
         c.set_output(0, v);
@@ -224,8 +224,14 @@ fn batch_norm(c: &mut Ctx) -> CResult<()> {
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
     let x = c.input(0)?;
     let dt = c.dtype_of(&x);
-    let mean_k = c.apply(Reduce::new(ReduceKind::Mean, axes.clone(), true), vec![x.clone()])?;
-    let centred = c.apply(Binary::new(BinaryKind::Sub), vec![x.clone(), mean_k.clone()])?;
+    let mean_k = c.apply(
+        Reduce::new(ReduceKind::Mean, axes.clone(), true),
+        vec![x.clone()],
+    )?;
+    let centred = c.apply(
+        Binary::new(BinaryKind::Sub),
+        vec![x.clone(), mean_k.clone()],
+    )?;
     let sq = c.apply(Binary::new(BinaryKind::Mul), vec![centred.clone(), centred])?;
     let var_k = c.apply(Reduce::new(ReduceKind::Mean, axes, true), vec![sq])?;
     let mean = c.apply(Reshape::new(vec![-1]), vec![mean_k])?;
@@ -322,7 +328,9 @@ fn dropout(c: &mut Ctx) -> CResult<()> {
                 None => 0.5,
                 Some(Val::Const { t, .. }) => t.values_f64().first().copied().unwrap_or(0.5),
                 Some(Val::Value(_)) => {
-                    return c.unsupported("ratio (input 1) that is not known at import time, in training mode")
+                    return c.unsupported(
+                        "ratio (input 1) that is not known at import time, in training mode",
+                    )
                 }
             };
             if ratio != 0.0 {

@@ -29,7 +29,12 @@ pub const OPS: &[Row] = &[
     ("SwiGLU", 28, MAX_OPSET, swiglu),
     ("Shrink", 9, MAX_OPSET, shrink),
     ("NegativeLogLikelihoodLoss", 12, MAX_OPSET, nll_loss),
-    ("SoftmaxCrossEntropyLoss", 12, MAX_OPSET, softmax_cross_entropy),
+    (
+        "SoftmaxCrossEntropyLoss",
+        12,
+        MAX_OPSET,
+        softmax_cross_entropy,
+    ),
 ];
 
 fn bin(c: &mut Ctx, kind: BinaryKind, a: Val, b: Val) -> CResult<Val> {
@@ -135,7 +140,10 @@ fn mvn(c: &mut Ctx) -> CResult<()> {
     let axes = c.attr_ints("axes")?.unwrap_or_else(|| vec![0, 2, 3]);
     let x = c.input(0)?;
     let dt = c.dtype_of(&x);
-    let mean = c.apply(Reduce::new(ReduceKind::Mean, axes.clone(), true), vec![x.clone()])?;
+    let mean = c.apply(
+        Reduce::new(ReduceKind::Mean, axes.clone(), true),
+        vec![x.clone()],
+    )?;
     let mean_sq = bin(c, BinaryKind::Mul, mean.clone(), mean.clone())?;
     let x_sq = bin(c, BinaryKind::Mul, x.clone(), x.clone())?;
     let e_x_sq = c.apply(Reduce::new(ReduceKind::Mean, axes, true), vec![x_sq])?;
@@ -222,7 +230,9 @@ fn swiglu(c: &mut Ctx) -> CResult<()> {
     let alpha = f64::from(c.attr_float("alpha", 1.0)?);
     let (ta, tb) = (c.input_type(0)?, c.input_type(1)?);
     if ta != tb {
-        return c.invalid(format!("A {ta} and B {tb} must have the same type and shape"));
+        return c.invalid(format!(
+            "A {ta} and B {tb} must have the same type and shape"
+        ));
     }
     let a = c.input(0)?;
     let b = c.input(1)?;
