@@ -1,4 +1,5 @@
-//! Attention (opset 23+) and RotaryEmbedding (opset 23+).
+//! Attention (opset 23+), RotaryEmbedding (opset 23+) and CausalConvWithState
+//! (opset 27+, the causal conv of linear-attention / state-space blocks).
 //!
 //! Both IR ops work on 4-D `[B, heads, S, D]` tensors: 3-D inputs
 //! `[B, S, heads * D]` are reshaped and transposed around them here, and the
@@ -6,8 +7,11 @@
 
 use kiln_ir::attr::F64;
 use kiln_ir::ops::attention::{Attention, QkOutput, RotaryEmbedding};
-use kiln_ir::ops::movement::{Concat, Gather};
-use kiln_ir::ops::shape::{Reshape, Transpose};
+use kiln_ir::ops::conv::Conv;
+use kiln_ir::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
+use kiln_ir::ops::movement::{Concat, Gather, Slice};
+use kiln_ir::ops::shape::{Cast, Reshape, Transpose};
+use kiln_ir::{DType, Tensor};
 
 use super::{Row, MAX_OPSET};
 use crate::onnx::import::{model_dtype, CResult, Ctx, Val};
@@ -15,6 +19,7 @@ use crate::onnx::import::{model_dtype, CResult, Ctx, Val};
 pub const OPS: &[Row] = &[
     ("Attention", 23, MAX_OPSET, attention),
     ("RotaryEmbedding", 23, MAX_OPSET, rotary_embedding),
+    ("CausalConvWithState", 27, MAX_OPSET, causal_conv_with_state),
 ];
 
 /// `[B, S, H * D]` → `[B, H, S, D]`.
@@ -155,5 +160,65 @@ fn rotary_embedding(c: &mut Ctx) -> CResult<()> {
     let y = c.apply(op, vec![x, cos, sin])?;
     let y = if rank == 3 { merge_heads(c, y)? } else { y };
     c.set_output(0, y);
+    Ok(())
+}
+
+/// Causal depthwise 1-D convolution carrying its last `k - 1` inputs as state:
+/// `padded = concat(past_state or zeros, input)`, a grouped conv with no
+/// padding, the optional fused SiLU (computed in f32 as ONNX's reference
+/// does), and `present_state = padded[..., -(k-1):]`.
+fn causal_conv_with_state(c: &mut Ctx) -> CResult<()> {
+    let act = c.attr_str("activation", "none")?;
+    if !matches!(act.as_str(), "none" | "silu" | "swish") {
+        return c.invalid(format!("unknown activation {act:?}"));
+    }
+    let dims = c.input_dims(0)?;
+    let wdims = c.input_dims(1)?;
+    if dims.len() != 3 || wdims.len() != 3 || wdims[0] != dims[1] || wdims[1] != 1 {
+        return c.invalid(format!(
+            "input must be [B, C, L] and weight [C, 1, k], found {dims:?} and {wdims:?}"
+        ));
+    }
+    let (b, ch, len, k) = (dims[0], dims[1], dims[2], wdims[2]);
+    if k == 0 {
+        return c.invalid("kernel size 0");
+    }
+    let x = c.input(0)?;
+    let dt = c.dtype_of(&x);
+    let past = match c.opt_input(3)? {
+        Some(p) => p,
+        None => Val::Const {
+            t: Tensor::from_vec_f64(dt, &[b, ch, k - 1], vec![0.0; b * ch * (k - 1)])
+                .expect("shape matches"),
+            param: None,
+        },
+    };
+    let padded = if k > 1 {
+        c.apply(Concat { axis: 2 }, vec![past, x])?
+    } else {
+        x
+    };
+    let mut ins = vec![padded.clone(), c.input(1)?];
+    if let Some(bias) = c.opt_input(2)? {
+        ins.push(bias);
+    }
+    let conv = Conv::new(&[1], &[0, 0], &[1], ch as i64);
+    let mut y = c.apply(conv, ins)?;
+    if act != "none" {
+        let wide = if dt == DType::F64 { dt } else { DType::F32 };
+        let yw = c.apply(Cast { to: wide }, vec![y])?;
+        let s = c.apply(Unary::new(UnaryKind::Sigmoid), vec![yw.clone()])?;
+        let m = c.apply(Binary::new(BinaryKind::Mul), vec![yw, s])?;
+        y = c.apply(Cast { to: dt }, vec![m])?;
+    }
+    c.set_output(0, y);
+    if c.wants_output(1) {
+        let total = (len + k - 1) as i64;
+        let state = c.apply(
+            Slice::new(vec![total - (k as i64 - 1)], vec![total], vec![2], vec![1]),
+            vec![padded],
+        )?;
+        c.set_output(1, state);
+    }
     Ok(())
 }
