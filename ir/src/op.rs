@@ -193,6 +193,7 @@ impl fmt::Display for ParseOpError {
 
 use crate::ops::{
     attention::{Attention, RotaryEmbedding},
+    linear_attention::LinearAttention,
     loss::{NllLoss, SoftmaxCrossEntropy},
     norm::RmsNorm,
     norm_more::{Hardmax, Lrn},
@@ -248,4 +249,5 @@ declare_ops! {
     RotaryEmbedding(RotaryEmbedding),
     Hardmax(Hardmax),
     Lrn(Lrn),
+    LinearAttention(LinearAttention),
 }

@@ -12,6 +12,7 @@ pub mod reduce;
 pub mod shape;
 // Attention, losses and more normalisations (issue 3, nn family).
 pub mod attention;
+pub mod linear_attention;
 pub mod loss;
 pub mod norm_more;
 

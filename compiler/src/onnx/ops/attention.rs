@@ -1,5 +1,6 @@
 //! Attention (opset 23+), RotaryEmbedding (opset 23+) and CausalConvWithState
-//! (opset 27+, the causal conv of linear-attention / state-space blocks).
+//! and LinearAttention (opset 27+, the blocks of linear-attention and
+//! state-space models).
 //!
 //! Both IR ops work on 4-D `[B, heads, S, D]` tensors: 3-D inputs
 //! `[B, S, heads * D]` are reshaped and transposed around them here, and the
@@ -9,6 +10,7 @@ use kiln_ir::attr::F64;
 use kiln_ir::ops::attention::{Attention, QkOutput, RotaryEmbedding};
 use kiln_ir::ops::conv::Conv;
 use kiln_ir::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
+use kiln_ir::ops::linear_attention::{LinearAttention, UpdateRule};
 use kiln_ir::ops::movement::{Concat, Gather, Slice};
 use kiln_ir::ops::shape::{Cast, Reshape, Transpose};
 use kiln_ir::{DType, Tensor};
@@ -20,6 +22,7 @@ pub const OPS: &[Row] = &[
     ("Attention", 23, MAX_OPSET, attention),
     ("RotaryEmbedding", 23, MAX_OPSET, rotary_embedding),
     ("CausalConvWithState", 27, MAX_OPSET, causal_conv_with_state),
+    ("LinearAttention", 27, MAX_OPSET, linear_attention),
 ];
 
 /// `[B, S, H * D]` → `[B, H, S, D]`.
@@ -220,5 +223,47 @@ fn causal_conv_with_state(c: &mut Ctx) -> CResult<()> {
         )?;
         c.set_output(1, state);
     }
+    Ok(())
+}
+
+fn linear_attention(c: &mut Ctx) -> CResult<()> {
+    let r = c.attr_str("update_rule", "gated_delta")?;
+    let Some(rule) = UpdateRule::from_name(&r) else {
+        return c.invalid(format!("unknown update_rule {r:?}"));
+    };
+    let (Some(q_heads), Some(kv_heads)) = (
+        c.attr_opt_int("q_num_heads")?,
+        c.attr_opt_int("kv_num_heads")?,
+    ) else {
+        return c.invalid("q_num_heads and kv_num_heads are required");
+    };
+    let scale = f64::from(c.attr_float("scale", 0.0)?);
+    let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
+    let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
+    let (decay, beta) = (c.opt_input(4)?, c.opt_input(5)?);
+    if decay.is_some() != gated || beta.is_some() != delta {
+        return c.invalid(format!(
+            "update_rule {r:?} needs {} decay and {} beta",
+            if gated { "a" } else { "no" },
+            if delta { "a" } else { "no" }
+        ));
+    }
+    let mut ins = vec![c.input(0)?, c.input(1)?, c.input(2)?];
+    ins.extend(c.opt_input(3)?);
+    ins.extend(decay);
+    ins.extend(beta);
+    let op = LinearAttention {
+        rule,
+        q_heads,
+        kv_heads,
+        scale: (scale != 0.0).then_some(F64(scale)),
+    };
+    let mut outs = c.apply_multi(op, ins)?;
+    if outs.len() != 2 {
+        return c.invalid("linear_attention must give two results");
+    }
+    let state = outs.pop().expect("two results");
+    c.set_output(0, outs.pop().expect("two results"));
+    c.set_output(1, state);
     Ok(())
 }
