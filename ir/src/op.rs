@@ -192,6 +192,13 @@ impl fmt::Display for ParseOpError {
 }
 
 use crate::ops::{
+    attention::{Attention, RotaryEmbedding},
+    linear_attention::LinearAttention,
+    loss::{NllLoss, SoftmaxCrossEntropy},
+    norm::RmsNorm,
+    norm_more::{Hardmax, Lrn},
+};
+use crate::ops::{
     conv::{Conv, ConvTranspose},
     einsum::Einsum,
     elementwise::{Binary, Unary, Where},
@@ -250,4 +257,12 @@ declare_ops! {
     Tile(Tile),
     ReverseSequence(ReverseSequence),
     Einsum(Einsum),
+    RmsNorm(RmsNorm),
+    NllLoss(NllLoss),
+    SoftmaxCrossEntropy(SoftmaxCrossEntropy),
+    Attention(Attention),
+    RotaryEmbedding(RotaryEmbedding),
+    Hardmax(Hardmax),
+    Lrn(Lrn),
+    LinearAttention(LinearAttention),
 }

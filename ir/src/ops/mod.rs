@@ -13,6 +13,11 @@ pub mod pool;
 pub mod reduce;
 pub mod scan;
 pub mod shape;
+// Attention, losses and more normalisations (issue 3, nn family).
+pub mod attention;
+pub mod linear_attention;
+pub mod loss;
+pub mod norm_more;
 
 use crate::dtype::DType;
 use crate::op::{dtype_err, shape_err, OpResult};

@@ -1,14 +1,16 @@
 //! Normalisation ops: softmax / log_softmax, batch_norm (inference form),
-//! layer_norm, and dropout (identity at inference).
+//! layer_norm, rms_norm, and dropout (identity at inference).
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
+use crate::dtype::DType;
 use crate::op::{
     expect_arity, expect_arity_range, shape_err, FusionKind, OpDef, OpError, OpResult,
 };
+use crate::ops::attention::{accumulate, round_to};
 use crate::ops::{axis_or_err, broadcast_shapes, require_float, same_dtype};
-use crate::shape::{Shape, TensorType};
+use crate::shape::{Dim, Shape, TensorType};
 use crate::tensor::Tensor;
 
 /// Softmax (or log-softmax) along one axis.
@@ -58,6 +60,21 @@ impl OpDef for Softmax {
         let x = inputs[0];
         let ax = axis_or_err("axis", self.axis, x.shape().len())?;
         let mut a = x.to_f64();
+        let dt = x.dtype();
+        // Half types round each stage (x - max, exp, the sum, the quotient) as
+        // ONNX's reference does, so results match it to the ulp; wider types
+        // compute in f64 and round once.
+        if !self.log && matches!(dt, DType::F16 | DType::BF16) {
+            let r = |v: f64| round_to(dt, v);
+            for mut lane in a.lanes_mut(Axis(ax)) {
+                let m = lane.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                lane.mapv_inplace(|v| r(r(v - m).exp()));
+                let e: Vec<f64> = lane.iter().copied().collect();
+                let s = accumulate(dt, &e);
+                lane.mapv_inplace(|e| e / s);
+            }
+            return Ok(vec![Tensor::from_f64(dt, a)]);
+        }
         for mut lane in a.lanes_mut(Axis(ax)) {
             // Shifting by the lane max keeps exp() from overflowing; the result
             // is unchanged mathematically.
@@ -171,11 +188,15 @@ impl OpDef for BatchNorm {
 }
 
 /// Layer normalisation over axes `[axis, rank)`, with scale and optional bias
-/// broadcast over those trailing dimensions.
+/// broadcast over those trailing dimensions. With `stats`, it also returns the
+/// mean and the inverse standard deviation of each normalised group, shaped
+/// like the input with the normalised dimensions set to 1 (ONNX's optional
+/// `Mean` / `InvStdDev` outputs, which a backward pass reuses).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LayerNorm {
     pub axis: i64,
     pub epsilon: F64,
+    pub stats: bool,
 }
 
 impl LayerNorm {
@@ -183,8 +204,108 @@ impl LayerNorm {
         LayerNorm {
             axis,
             epsilon: F64(epsilon),
+            stats: false,
         }
     }
+    /// The same normalisation, also returning the mean and inverse std-dev.
+    pub fn with_stats(mut self) -> LayerNorm {
+        self.stats = true;
+        self
+    }
+}
+
+/// Type rule shared by layer_norm and rms_norm: x float, scale (and bias)
+/// broadcastable to the normalised trailing dims. Returns the normalised axis.
+fn infer_trailing_norm(what: &str, axis: i64, inputs: &[&TensorType]) -> OpResult<usize> {
+    let x = inputs[0];
+    require_float(x, &format!("{what} input"))?;
+    same_dtype(inputs)?;
+    let ax = axis_or_err("axis", axis, x.rank())?;
+    let trailing = Shape(x.shape.dims()[ax..].iter().cloned().collect());
+    for (name, t) in ["scale", "bias"].iter().zip(&inputs[1..]) {
+        let fits = t.rank() <= trailing.rank()
+            && broadcast_shapes(&t.shape, &trailing).is_ok_and(|s| s == trailing);
+        if !fits {
+            return shape_err(format!(
+                "{what} {name} {} does not broadcast to the normalised dims {trailing}",
+                t.shape
+            ));
+        }
+    }
+    Ok(ax)
+}
+
+/// Normalise each group of the trailing dims `[axis, rank)` of `x`:
+/// `(x - mean) / sqrt(var + eps) * scale + bias` (`center`), or
+/// `x / sqrt(mean(x^2) + eps) * scale` (RMS). Returns y, the per-group means and
+/// inverse std-devs (all f64; the stats have the leading dims, then 1s).
+fn eval_trailing_norm(
+    what: &str,
+    axis: i64,
+    eps: f64,
+    center: bool,
+    inputs: &[&Tensor],
+) -> OpResult<(ArrayD<f64>, ArrayD<f64>, ArrayD<f64>)> {
+    let x = inputs[0];
+    let dims = x.shape().to_vec();
+    let ax = axis_or_err("axis", axis, dims.len())?;
+    let trailing = &dims[ax..];
+    let inner: usize = trailing.iter().product();
+    let spread = |t: &Tensor, name: &str| -> OpResult<Vec<f64>> {
+        let a = t.to_f64();
+        let b = a.broadcast(trailing).ok_or_else(|| {
+            OpError::Eval(format!(
+                "{what} {name} {:?} does not broadcast to {trailing:?}",
+                t.shape()
+            ))
+        })?;
+        Ok(b.iter().copied().collect())
+    };
+    let scale = spread(inputs[1], "scale")?;
+    let bias = match inputs.get(2) {
+        Some(t) => spread(t, "bias")?,
+        None => vec![0.0; inner],
+    };
+    let xs: Vec<f64> = x.to_f64().iter().copied().collect();
+    let mut out = Vec::with_capacity(xs.len());
+    let mut means = Vec::new();
+    let mut inv_stds = Vec::new();
+    if inner > 0 {
+        let n = inner as f64;
+        for row in xs.chunks(inner) {
+            let mean = if center {
+                row.iter().sum::<f64>() / n
+            } else {
+                0.0
+            };
+            // Population variance, as ONNX LayerNormalization and PyTorch use.
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            let d = (var + eps).sqrt();
+            means.push(mean);
+            inv_stds.push(1.0 / d);
+            out.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(j, v)| (v - mean) / d * scale[j] + bias[j]),
+            );
+        }
+    }
+    let stat_dims: Vec<usize> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i < ax { d } else { 1 })
+        .collect();
+    let err = |e: ndarray::ShapeError| OpError::Eval(e.to_string());
+    if inner == 0 {
+        let groups: usize = dims[..ax].iter().product();
+        means = vec![f64::NAN; groups];
+        inv_stds = vec![f64::NAN; groups];
+    }
+    Ok((
+        ArrayD::from_shape_vec(IxDyn(&dims), out).map_err(err)?,
+        ArrayD::from_shape_vec(IxDyn(&stat_dims), means).map_err(err)?,
+        ArrayD::from_shape_vec(IxDyn(&stat_dims), inv_stds).map_err(err)?,
+    ))
 }
 
 impl OpDef for LayerNorm {
@@ -194,7 +315,11 @@ impl OpDef for LayerNorm {
         let axis = attrs.int("axis", -1)?;
         let eps = attrs.float("epsilon", 1e-5)?;
         check_epsilon(eps)?;
-        Ok(LayerNorm::new(axis, eps))
+        let stats = attrs.int("stats", 0)? != 0;
+        Ok(LayerNorm {
+            stats,
+            ..LayerNorm::new(axis, eps)
+        })
     }
     fn spelling(&self) -> &'static str {
         "layer_norm"
@@ -202,72 +327,91 @@ impl OpDef for LayerNorm {
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.int("axis", self.axis);
         w.float("epsilon", self.epsilon.0);
+        w.int("stats", i64::from(self.stats));
     }
     fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
         expect_arity_range(inputs, 2, 3)?;
         check_epsilon(self.epsilon.0)?;
+        let ax = infer_trailing_norm("layer_norm", self.axis, inputs)?;
         let x = inputs[0];
-        require_float(x, "layer_norm input")?;
-        same_dtype(inputs)?;
-        let ax = axis_or_err("axis", self.axis, x.rank())?;
-        let trailing = Shape(x.shape.dims()[ax..].iter().cloned().collect());
-        for (name, t) in ["scale", "bias"].iter().zip(&inputs[1..]) {
-            let fits = t.rank() <= trailing.rank()
-                && broadcast_shapes(&t.shape, &trailing).is_ok_and(|s| s == trailing);
-            if !fits {
-                return shape_err(format!(
-                    "layer_norm {name} {} does not broadcast to the normalised dims {trailing}",
-                    t.shape
-                ));
-            }
+        let mut out = vec![x.clone()];
+        if self.stats {
+            let sd: Shape = Shape(
+                x.shape
+                    .dims()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| if i < ax { d.clone() } else { Dim::Known(1) })
+                    .collect(),
+            );
+            out.push(x.with_shape(sd.clone()));
+            out.push(x.with_shape(sd));
         }
-        Ok(vec![x.clone()])
+        Ok(out)
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity_range(inputs, 2, 3)?;
-        let x = inputs[0];
-        let dims = x.shape().to_vec();
-        let ax = axis_or_err("axis", self.axis, dims.len())?;
-        let trailing = &dims[ax..];
-        let inner: usize = trailing.iter().product();
-        let spread = |t: &Tensor, name: &str| -> OpResult<Vec<f64>> {
-            let a = t.to_f64();
-            let b = a.broadcast(trailing).ok_or_else(|| {
-                OpError::Eval(format!(
-                    "layer_norm {name} {:?} does not broadcast to {trailing:?}",
-                    t.shape()
-                ))
-            })?;
-            Ok(b.iter().copied().collect())
-        };
-        let scale = spread(inputs[1], "scale")?;
-        let bias = match inputs.get(2) {
-            Some(t) => spread(t, "bias")?,
-            None => vec![0.0; inner],
-        };
-        let xs: Vec<f64> = x.to_f64().iter().copied().collect();
-        let mut out = Vec::with_capacity(xs.len());
-        if inner > 0 {
-            let n = inner as f64;
-            let eps = self.epsilon.0;
-            for row in xs.chunks(inner) {
-                let mean = row.iter().sum::<f64>() / n;
-                // Population variance, as ONNX LayerNormalization and PyTorch use.
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-                let d = (var + eps).sqrt();
-                out.extend(
-                    row.iter()
-                        .enumerate()
-                        .map(|(j, v)| (v - mean) / d * scale[j] + bias[j]),
-                );
-            }
+        let (y, mean, inv_std) =
+            eval_trailing_norm("layer_norm", self.axis, self.epsilon.0, true, inputs)?;
+        let dt = inputs[0].dtype();
+        let mut out = vec![Tensor::from_f64(dt, y)];
+        if self.stats {
+            out.push(Tensor::from_f64(dt, mean));
+            out.push(Tensor::from_f64(dt, inv_std));
         }
-        let a =
-            ArrayD::from_shape_vec(IxDyn(&dims), out).map_err(|e| OpError::Eval(e.to_string()))?;
-        Ok(vec![Tensor::from_f64(x.dtype(), a)])
+        Ok(out)
+    }
+}
+
+/// RMS normalisation over axes `[axis, rank)`: `x / sqrt(mean(x^2) + eps) * scale`
+/// (ONNX RMSNormalization), with scale broadcast over the normalised dims.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RmsNorm {
+    pub axis: i64,
+    pub epsilon: F64,
+}
+
+impl RmsNorm {
+    pub fn new(axis: i64, epsilon: f64) -> RmsNorm {
+        RmsNorm {
+            axis,
+            epsilon: F64(epsilon),
+        }
+    }
+}
+
+impl OpDef for RmsNorm {
+    const SPELLINGS: &'static [&'static str] = &["rms_norm"];
+
+    fn parse(_spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
+        let axis = attrs.int("axis", -1)?;
+        let eps = attrs.float("epsilon", 1e-5)?;
+        check_epsilon(eps)?;
+        Ok(RmsNorm::new(axis, eps))
+    }
+    fn spelling(&self) -> &'static str {
+        "rms_norm"
+    }
+    fn write_attrs(&self, w: &mut AttrWriter) {
+        w.int("axis", self.axis);
+        w.float("epsilon", self.epsilon.0);
+    }
+    fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
+        expect_arity(inputs, 2)?;
+        check_epsilon(self.epsilon.0)?;
+        infer_trailing_norm("rms_norm", self.axis, inputs)?;
+        Ok(vec![inputs[0].clone()])
+    }
+    fn fusion_kind(&self) -> FusionKind {
+        FusionKind::Reduction
+    }
+    fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        expect_arity(inputs, 2)?;
+        let (y, _, _) = eval_trailing_norm("rms_norm", self.axis, self.epsilon.0, false, inputs)?;
+        Ok(vec![Tensor::from_f64(inputs[0].dtype(), y)])
     }
 }
 
@@ -371,6 +515,18 @@ mod tests {
         let m = f64t(&[2, 2], &[0., 0., 3f64.ln(), 0.]);
         let p = run(&Softmax::new(0, false), &[&m]);
         allclose(&p, &f64t(&[2, 2], &[0.25, 0.5, 0.75, 0.5]), 0.0, 1e-12).unwrap();
+    }
+
+    #[test]
+    fn softmax_half_rounds_each_stage() {
+        // bf16 has 8 significant bits: 1 + 1/256 rounds back to 1, so summing
+        // [1, 2^-9 x 4] in order stays at 1; the exact sum 1 + 2^-7 is representable.
+        let x = Tensor::from_vec_f64(DType::BF16, &[2], vec![0.0, 0.0]).unwrap();
+        let p = run(&Softmax::new(-1, false), &[&x]);
+        assert_eq!(p.values_f64(), [0.5, 0.5]);
+        let tiny = [1.0, 1.0 / 512.0, 1.0 / 512.0, 1.0 / 512.0, 1.0 / 512.0];
+        assert_eq!(accumulate(DType::BF16, &tiny), 1.0);
+        assert_eq!(accumulate(DType::F16, &tiny), 1.0 + 1.0 / 128.0);
     }
 
     #[test]
@@ -489,6 +645,47 @@ mod tests {
     }
 
     #[test]
+    fn layer_norm_stats_and_rms_norm() {
+        // Rows [1,2,3,4] (mean 2.5, var 1.25) and [2,2,2,2] (mean 2, var 0), eps 1.
+        let x = f64t(&[2, 4], &[1., 2., 3., 4., 2., 2., 2., 2.]);
+        let one = f64t(&[1], &[1.]);
+        let op = LayerNorm::new(1, 1.0).with_stats();
+        let tys = op.infer(&[&x.ty(), &one.ty()]).unwrap();
+        assert_eq!(tys[1].shape, Shape::from_dims(&[2, 1]));
+        let out = op.eval(&[&x, &one]).unwrap();
+        allclose(&out[1], &f64t(&[2, 1], &[2.5, 2.0]), 0.0, 1e-12).unwrap();
+        allclose(
+            &out[2],
+            &f64t(&[2, 1], &[1.0 / 2.25f64.sqrt(), 1.0]),
+            0.0,
+            1e-12,
+        )
+        .unwrap();
+        // RMS of [1,2,3,4] is sqrt(30/4 + eps); of [2,2,2,2] is sqrt(4 + eps).
+        let y = run(
+            &RmsNorm::new(-1, 0.5),
+            &[&x, &f64t(&[4], &[1., 1., 1., 2.])],
+        );
+        let r1 = 8f64.sqrt();
+        let r2 = 4.5f64.sqrt();
+        let want = [
+            1. / r1,
+            2. / r1,
+            3. / r1,
+            8. / r1,
+            2. / r2,
+            2. / r2,
+            2. / r2,
+            4. / r2,
+        ];
+        allclose(&y, &f64t(&[2, 4], &want), 0.0, 1e-12).unwrap();
+        assert!(matches!(
+            RmsNorm::new(-1, 0.5).infer(&[&x.ty(), &f64t(&[3], &[1., 1., 1.]).ty()]),
+            Err(OpError::Shape(_))
+        ));
+    }
+
+    #[test]
     fn layer_norm_infer() {
         let x = TensorType::new(
             DType::F32,
@@ -564,7 +761,9 @@ mod tests {
         let mut w = AttrWriter::default();
         LayerNorm::new(-1, 1e-5).write_attrs(&mut w);
         let names: Vec<&str> = w.items.iter().map(|(k, _)| *k).collect();
-        assert_eq!(names, ["axis", "epsilon"]);
+        assert_eq!(names, ["axis", "epsilon", "stats"]);
+        roundtrip(&LayerNorm::new(1, 1e-5).with_stats());
+        roundtrip(&RmsNorm::new(-1, 1e-6));
         assert_eq!(BatchNorm::new(1e-5).fusion_kind(), FusionKind::Broadcast);
         assert_eq!(
             LayerNorm::new(-1, 1e-5).fusion_kind(),

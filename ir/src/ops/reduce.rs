@@ -189,7 +189,12 @@ impl OpDef for Reduce {
     fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
         expect_arity(inputs, 1)?;
         let x = inputs[0];
-        require_numeric(x, &format!("{} input", self.spelling()))?;
+        // max/min of bools are any/all (ONNX ReduceMax/ReduceMin, opset 20+).
+        let bool_ok =
+            x.dtype == DType::Bool && matches!(self.kind, ReduceKind::Max | ReduceKind::Min);
+        if !bool_ok {
+            require_numeric(x, &format!("{} input", self.spelling()))?;
+        }
         let axes = self.axes_for(x.rank())?;
         Ok(vec![x.with_shape(reduced_shape(
             &x.shape,
@@ -206,7 +211,21 @@ impl OpDef for Reduce {
         let axes = self.axes_for(x.shape().len())?;
         let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
         let kd = self.keepdims;
-        let out = if x.dtype().is_float() {
+        let out = if x.dtype() == DType::Bool {
+            // Empty sets give the identities: false for max (any), true for min (all).
+            let a = x.to_bool();
+            let r = match self.kind {
+                ReduceKind::Max => reduce_axes(a, &axes, kd, |l| l.iter().any(|&v| v)),
+                ReduceKind::Min => reduce_axes(a, &axes, kd, |l| l.iter().all(|&v| v)),
+                _ => {
+                    return Err(OpError::DType(format!(
+                        "{} input must be numeric, found bool",
+                        self.spelling()
+                    )))
+                }
+            };
+            Tensor::Bool(r)
+        } else if x.dtype().is_float() {
             let a = x.to_f64();
             let r = match self.kind {
                 ReduceKind::Sum | ReduceKind::Mean => reduce_axes(a, &axes, kd, |l| l.sum()),
@@ -528,6 +547,19 @@ mod tests {
         let b = TensorType::concrete(DType::Bool, &[2]);
         assert!(matches!(op.infer(&[&b]), Err(OpError::DType(_))));
         assert!(matches!(op.infer(&[&ty, &ty]), Err(OpError::Arity { .. })));
+        // max/min of bools are any/all; over an empty axis, false and true.
+        let bt = Tensor::Bool(
+            ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![true, false, false, false]).unwrap(),
+        );
+        let any = Reduce::new(ReduceKind::Max, vec![1], false);
+        assert_eq!(any.infer(&[&bt.ty()]).unwrap()[0].dtype, DType::Bool);
+        assert_eq!(any.eval(&[&bt]).unwrap()[0].values_f64(), [1., 0.]);
+        let all = Reduce::new(ReduceKind::Min, vec![0], false);
+        assert_eq!(all.eval(&[&bt]).unwrap()[0].values_f64(), [0., 0.]);
+        let empty = Tensor::Bool(ArrayD::from_shape_vec(IxDyn(&[2, 0]), vec![]).unwrap());
+        assert_eq!(any.eval(&[&empty]).unwrap()[0].values_f64(), [0., 0.]);
+        let all1 = Reduce::new(ReduceKind::Min, vec![1], false);
+        assert_eq!(all1.eval(&[&empty]).unwrap()[0].values_f64(), [1., 1.]);
     }
 
     #[test]

@@ -7,6 +7,9 @@ mod math;
 mod nn;
 mod reduce;
 mod shape;
+// Attention, normalisations, losses, activations (issue 3, nn family).
+mod attention;
+mod norm_loss;
 
 use super::import::{CResult, Ctx};
 
@@ -19,7 +22,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 6] {
+fn tables() -> [&'static [Row]; 8] {
     [
         elementwise::OPS,
         math::OPS,
@@ -27,6 +30,8 @@ fn tables() -> [&'static [Row]; 6] {
         reduce::OPS,
         shape::OPS,
         index::OPS,
+        attention::OPS,
+        norm_loss::OPS,
     ]
 }
 

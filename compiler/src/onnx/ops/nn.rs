@@ -1,13 +1,15 @@
 //! Convolution, pooling, normalisation, softmax and dropout.
 
 use kiln_ir::ops::conv::{Conv, ConvTranspose};
+use kiln_ir::ops::elementwise::{Binary, BinaryKind};
 use kiln_ir::ops::norm::{BatchNorm, Dropout, LayerNorm, Softmax};
 use kiln_ir::ops::pool::{GlobalPool, Pool, PoolKind};
-use kiln_ir::ops::shape::{Flatten, Reshape};
+use kiln_ir::ops::reduce::{Reduce, ReduceKind};
+use kiln_ir::ops::shape::{Cast, Flatten, Reshape};
 use kiln_ir::{DType, Tensor};
 
 use super::{Row, MAX_OPSET};
-use crate::onnx::import::{CResult, Ctx, Val};
+use crate::onnx::import::{model_dtype, CResult, Ctx, Val};
 
 pub const OPS: &[Row] = &[
     ("Conv", 1, MAX_OPSET, conv),
@@ -196,27 +198,95 @@ fn global_pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
 }
 
 fn batch_norm(c: &mut Ctx) -> CResult<()> {
-    if c.attr_int("training_mode", 0)? != 0 || c.wants_output(1) || c.wants_output(2) {
-        return c.unsupported("training mode (only inference batch norm is supported)");
-    }
     if c.attr_int("spatial", 1)? != 1 {
         return c.unsupported("spatial = 0");
     }
     let eps = f64::from(c.attr_float("epsilon", 1e-5)?);
-    let v = c.apply_inputs(BatchNorm::new(eps), &[0, 1, 2, 3, 4])?;
-    c.set_output(0, v);
+    // Opset 14+ says training with `training_mode`; earlier opsets by asking for
+    // the running statistics.
+    let training =
+        c.attr_int("training_mode", 0)? != 0 || (c.opset < 14 && (1..5).any(|i| c.wants_output(i)));
+    if !training {
+        let v = c.apply_inputs(BatchNorm::new(eps), &[0, 1, 2, 3, 4])?;
+        c.set_output(0, v);
+        return Ok(());
+    }
+    if c.opset < 14 && (c.wants_output(3) || c.wants_output(4)) {
+        return c.unsupported("the saved mean / variance outputs of training mode");
+    }
+    // Training: normalise with the batch statistics over every axis but 1, and
+    // blend them into the running ones: run * momentum + batch * (1 - momentum).
+    let momentum = f64::from(c.attr_float("momentum", 0.9)?);
+    let rank = c.input_type(0)?.rank();
+    if rank < 2 {
+        return c.invalid("input must be [N, C, ...]");
+    }
+    let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+    let x = c.input(0)?;
+    let dt = c.dtype_of(&x);
+    let mean_k = c.apply(
+        Reduce::new(ReduceKind::Mean, axes.clone(), true),
+        vec![x.clone()],
+    )?;
+    let centred = c.apply(
+        Binary::new(BinaryKind::Sub),
+        vec![x.clone(), mean_k.clone()],
+    )?;
+    let sq = c.apply(Binary::new(BinaryKind::Mul), vec![centred.clone(), centred])?;
+    let var_k = c.apply(Reduce::new(ReduceKind::Mean, axes, true), vec![sq])?;
+    let mean = c.apply(Reshape::new(vec![-1]), vec![mean_k])?;
+    let var = c.apply(Reshape::new(vec![-1]), vec![var_k])?;
+    let (scale, bias) = (c.input(1)?, c.input(2)?);
+    let y = c.apply(
+        BatchNorm::new(eps),
+        vec![x, scale, bias, mean.clone(), var.clone()],
+    )?;
+    c.set_output(0, y);
+    for (out, run_idx, batch) in [(1, 3, mean), (2, 4, var)] {
+        if !c.wants_output(out) {
+            continue;
+        }
+        let run = c.input(run_idx)?;
+        let m = c.scalar(dt, momentum);
+        let run = c.apply(Binary::new(BinaryKind::Mul), vec![run, m])?;
+        let one_m = c.scalar(dt, 1.0 - momentum);
+        let b = c.apply(Binary::new(BinaryKind::Mul), vec![batch, one_m])?;
+        let v = c.apply(Binary::new(BinaryKind::Add), vec![run, b])?;
+        c.set_output(out, v);
+    }
     Ok(())
 }
 
 fn layer_norm(c: &mut Ctx) -> CResult<()> {
-    if c.wants_output(1) || c.wants_output(2) {
-        return c.unsupported("the Mean / InvStdDev outputs");
-    }
     let axis = c.attr_int("axis", -1)?;
     let eps = f64::from(c.attr_float("epsilon", 1e-5)?);
     let idx: Vec<usize> = (0..c.num_inputs()).collect();
-    let v = c.apply_inputs(LayerNorm::new(axis, eps), &idx)?;
-    c.set_output(0, v);
+    if !c.wants_output(1) && !c.wants_output(2) {
+        let v = c.apply_inputs(LayerNorm::new(axis, eps), &idx)?;
+        c.set_output(0, v);
+        return Ok(());
+    }
+    // Mean / InvStdDev come in stash_type (float by default).
+    let stash = c.attr_int("stash_type", 1)?;
+    let Some(stash) = model_dtype(stash as i32).filter(|d| d.is_float()) else {
+        return c.unsupported(format!("stash_type {stash}"));
+    };
+    let ins = idx
+        .iter()
+        .map(|&i| c.input(i))
+        .collect::<CResult<Vec<_>>>()?;
+    let mut outs = c.apply_multi(LayerNorm::new(axis, eps).with_stats(), ins)?;
+    if outs.len() != 3 {
+        return c.invalid("layer_norm with stats must give three results");
+    }
+    for (i, v) in outs.drain(..).enumerate() {
+        let v = if i > 0 && c.dtype_of(&v) != stash {
+            c.apply(Cast { to: stash }, vec![v])?
+        } else {
+            v
+        };
+        c.set_output(i, v);
+    }
     Ok(())
 }
 
@@ -243,23 +313,45 @@ fn softmax(c: &mut Ctx, log: bool) -> CResult<()> {
 }
 
 fn dropout(c: &mut Ctx) -> CResult<()> {
+    // Dropout is the identity unless training with a ratio above 0; then it is
+    // random, which kiln does not model.
+    if c.opset >= 12 {
+        let training = match c.opt_input(2)? {
+            None => false,
+            Some(Val::Const { t, .. }) => t.values_f64().first().is_some_and(|&x| x != 0.0),
+            Some(Val::Value(_)) => {
+                return c.unsupported("training_mode (input 2) that is not known at import time")
+            }
+        };
+        if training {
+            let ratio = match c.opt_input(1)? {
+                None => 0.5,
+                Some(Val::Const { t, .. }) => t.values_f64().first().copied().unwrap_or(0.5),
+                Some(Val::Value(_)) => {
+                    return c.unsupported(
+                        "ratio (input 1) that is not known at import time, in training mode",
+                    )
+                }
+            };
+            if ratio != 0.0 {
+                return c.unsupported(format!(
+                    "training_mode = true with ratio {ratio} (random dropout)"
+                ));
+            }
+        }
+    }
     let ratio = if c.opset >= 12 {
-        match c.const_input(1, "ratio")? {
-            Some(t) => t.values_f64().first().copied().unwrap_or(0.5),
-            None => 0.5,
+        match c.opt_input(1)? {
+            Some(Val::Const { t, .. }) => t.values_f64().first().copied().unwrap_or(0.5),
+            _ => 0.5,
         }
     } else {
         f64::from(c.attr_float("ratio", 0.5)?)
     };
-    if let Some(t) = c.const_input(2, "training_mode")? {
-        if t.values_f64().first().is_some_and(|&x| x != 0.0) {
-            return c.unsupported("training_mode = true");
-        }
-    }
     let v = c.apply_inputs(Dropout::new(ratio.clamp(0.0, 0.999_999)), &[0])?;
     c.set_output(0, v);
     if c.wants_output(1) {
-        // At inference the mask keeps everything.
+        // The mask keeps everything.
         let dims = c.input_dims(0)?;
         let n: usize = dims.iter().product();
         let mask =
