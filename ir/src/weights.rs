@@ -1,11 +1,15 @@
 //! Named weights, stored beside a `.kir` file as safetensors.
+//!
+//! Every dtype safetensors has maps onto it (F8_E4M3 is e4m3fn; F4 is e2m1,
+//! packed two to a byte, first element in the low nibble). The 4- and 2-bit
+//! integers and the quantized types have no safetensors dtype.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
-use crate::dtype::DType;
+use crate::dtype::{DType, Narrow};
 use crate::graph::Graph;
 use crate::tensor::Tensor;
 
@@ -32,7 +36,19 @@ fn to_st(d: DType) -> Option<StDtype> {
         DType::I32 => StDtype::I32,
         DType::I64 => StDtype::I64,
         DType::Bool => StDtype::BOOL,
-        DType::QI8(_) | DType::QU8(_) => return None,
+        DType::U16 => StDtype::U16,
+        DType::U32 => StDtype::U32,
+        DType::U64 => StDtype::U64,
+        DType::Narrow(Narrow::F8E4M3FN) => StDtype::F8_E4M3,
+        DType::Narrow(Narrow::F8E4M3FNUZ) => StDtype::F8_E4M3FNUZ,
+        DType::Narrow(Narrow::F8E5M2) => StDtype::F8_E5M2,
+        DType::Narrow(Narrow::F8E5M2FNUZ) => StDtype::F8_E5M2FNUZ,
+        DType::Narrow(Narrow::F8E8M0) => StDtype::F8_E8M0,
+        DType::Narrow(Narrow::F4E2M1) => StDtype::F4,
+        // safetensors has no 4- or 2-bit integers.
+        DType::Narrow(Narrow::I4 | Narrow::U4 | Narrow::I2 | Narrow::U2)
+        | DType::QI8(_)
+        | DType::QU8(_) => return None,
     })
 }
 
@@ -48,6 +64,15 @@ fn from_st(d: StDtype) -> Option<DType> {
         StDtype::I32 => DType::I32,
         StDtype::I64 => DType::I64,
         StDtype::BOOL => DType::Bool,
+        StDtype::U16 => DType::U16,
+        StDtype::U32 => DType::U32,
+        StDtype::U64 => DType::U64,
+        StDtype::F8_E4M3 => DType::Narrow(Narrow::F8E4M3FN),
+        StDtype::F8_E4M3FNUZ => DType::Narrow(Narrow::F8E4M3FNUZ),
+        StDtype::F8_E5M2 => DType::Narrow(Narrow::F8E5M2),
+        StDtype::F8_E5M2FNUZ => DType::Narrow(Narrow::F8E5M2FNUZ),
+        StDtype::F8_E8M0 => DType::Narrow(Narrow::F8E8M0),
+        StDtype::F4 => DType::Narrow(Narrow::F4E2M1),
         _ => return None,
     })
 }
@@ -76,7 +101,7 @@ impl Weights {
                     view.dtype()
                 ))
             })?;
-            let t = Tensor::from_le_bytes(dtype, view.shape(), view.data())
+            let t = Tensor::from_packed_bytes(dtype, view.shape(), view.data())
                 .map_err(|e| file_err(format!("tensor `{name}`: {e}")))?;
             out.insert(name, t);
         }
@@ -100,7 +125,7 @@ impl Weights {
                     name: k.clone(),
                     msg: format!("dtype {} cannot be stored in safetensors", t.dtype()),
                 })?;
-                Ok((k.clone(), t.to_le_bytes(), t.shape().to_vec(), d))
+                Ok((k.clone(), t.to_packed_bytes(), t.shape().to_vec(), d))
             })
             .collect::<Result<_, WeightsError>>()?;
         let views: Vec<(String, TensorView<'_>)> = bytes

@@ -206,6 +206,30 @@ impl BinaryKind {
             _ => unreachable!("not a shift"),
         }
     }
+    /// u64 arithmetic, for the dtype whose values i64 cannot order: wrapping
+    /// like the i64 path, x/0 and x mod 0 are 0, shifts are logical and a
+    /// shift amount of 64 or more gives 0.
+    fn arith_u64(self, a: u64, b: u64) -> u64 {
+        match self {
+            BinaryKind::Add => a.wrapping_add(b),
+            BinaryKind::Sub => a.wrapping_sub(b),
+            BinaryKind::Mul => a.wrapping_mul(b),
+            BinaryKind::Div => a.checked_div(b).unwrap_or(0),
+            // Both signs agree for unsigned values.
+            BinaryKind::Mod | BinaryKind::FMod => a.checked_rem(b).unwrap_or(0),
+            BinaryKind::Pow => a.wrapping_pow(b.min(u64::from(u32::MAX)) as u32),
+            BinaryKind::Max => a.max(b),
+            BinaryKind::Min => a.min(b),
+            BinaryKind::BitwiseAnd => a & b,
+            BinaryKind::BitwiseOr => a | b,
+            BinaryKind::BitwiseXor => a ^ b,
+            BinaryKind::ShiftLeft => a.checked_shl(b.min(64) as u32).unwrap_or(0),
+            BinaryKind::ShiftRight => a.checked_shr(b.min(64) as u32).unwrap_or(0),
+            // Unsigned values are never negative.
+            BinaryKind::PRelu => a,
+            _ => unreachable!("not integer arithmetic"),
+        }
+    }
     fn compare<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             BinaryKind::Eq => a == b,
@@ -399,6 +423,18 @@ impl OpDef for Binary {
                 _ => *p != *q,
             };
             Tensor::Bool(Zip::from(&a).and(&b).map_collect(f))
+        } else if x.dtype() == DType::U64 && y.dtype() == DType::U64 {
+            // u64 values above i64::MAX do not survive i64 ordering.
+            let (a, b) = bcast2(&x.to_u64(), &y.to_u64())?;
+            if k.is_comparison() {
+                Tensor::Bool(Zip::from(&a).and(&b).map_collect(|p, q| k.compare(*p, *q)))
+            } else {
+                Tensor::U64(
+                    Zip::from(&a)
+                        .and(&b)
+                        .map_collect(|p, q| k.arith_u64(*p, *q)),
+                )
+            }
         } else if k.is_comparison() {
             if x.dtype().is_float() {
                 let (a, b) = bcast2(&x.to_f64(), &y.to_f64())?;
