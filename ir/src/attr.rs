@@ -236,6 +236,13 @@ impl AttrReader {
             Some(v) => Self::err(name, "dtype", &v),
         }
     }
+    pub fn opt_dtype(&mut self, name: &str) -> Result<Option<DType>, AttrError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(AttrValue::DType(d)) => Ok(Some(d)),
+            Some(v) => Self::err(name, "dtype", &v),
+        }
+    }
     pub fn req_tensor(&mut self, name: &str) -> Result<Tensor, AttrError> {
         match self.take(name) {
             None => Err(missing(name)),

@@ -198,6 +198,7 @@ use crate::ops::{
     linalg::MatMul,
     norm::{BatchNorm, Dropout, LayerNorm, Softmax},
     pool::{GlobalPool, Pool},
+    quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear},
     reduce::{ArgReduce, Reduce},
     shape::{
         Cast, Concat, Constant, Expand, Flatten, Gather, Pad, Reshape, Slice, Split, Squeeze,
@@ -235,4 +236,7 @@ declare_ops! {
     Unsqueeze(Unsqueeze),
     Cast(Cast),
     Constant(Constant),
+    QuantizeLinear(QuantizeLinear),
+    DequantizeLinear(DequantizeLinear),
+    DynamicQuantizeLinear(DynamicQuantizeLinear),
 }

@@ -4,6 +4,7 @@
 mod elementwise;
 mod math;
 mod nn;
+mod quant;
 mod reduce;
 mod shape;
 
@@ -18,13 +19,14 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 5] {
+fn tables() -> [&'static [Row]; 6] {
     [
         elementwise::OPS,
         math::OPS,
         nn::OPS,
         reduce::OPS,
         shape::OPS,
+        quant::OPS,
     ]
 }
 
