@@ -192,6 +192,7 @@ impl fmt::Display for ParseOpError {
 }
 
 use crate::ops::{
+    bitcast::BitCast,
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
     elementwise_more::{Clip, Variadic},
@@ -239,4 +240,5 @@ declare_ops! {
     QuantizeLinear(QuantizeLinear),
     DequantizeLinear(DequantizeLinear),
     DynamicQuantizeLinear(DynamicQuantizeLinear),
+    BitCast(BitCast),
 }

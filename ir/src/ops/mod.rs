@@ -1,6 +1,7 @@
 //! Op declarations, one module per family. Shared type-rule helpers live here.
 
 pub mod binary;
+pub mod bitcast;
 pub mod conv;
 pub mod elementwise;
 pub mod elementwise_more;

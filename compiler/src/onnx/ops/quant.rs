@@ -1,6 +1,8 @@
 //! Quantization: QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear
-//! (IR ops), and the integer matmuls lowered onto casts and an i32 matmul.
+//! (IR ops), the integer matmuls lowered onto casts and an i32 matmul, and
+//! BitCast.
 
+use kiln_ir::ops::bitcast::BitCast;
 use kiln_ir::ops::elementwise::{Binary, BinaryKind};
 use kiln_ir::ops::linalg::MatMul;
 use kiln_ir::ops::quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
@@ -21,6 +23,15 @@ pub const OPS: &[Row] = &[
     ),
     ("MatMulInteger", 10, MAX_OPSET, matmul_integer),
     ("QLinearMatMul", 10, MAX_OPSET, qlinear_matmul),
+    ("BitCast", 26, MAX_OPSET, |c| {
+        let to = c.attr_int("to", 0)?;
+        let Some(to) = model_dtype(to as i32) else {
+            return c.unsupported(format!("bitcast to ONNX type {to}"));
+        };
+        let v = c.apply_inputs(BitCast { to }, &[0])?;
+        c.set_output(0, v);
+        Ok(())
+    }),
 ];
 
 /// An ONNX dtype attribute (`output_dtype`, `precision`); 0 means absent.
