@@ -6,7 +6,7 @@ use kiln_ir::ops::bitcast::BitCast;
 use kiln_ir::ops::elementwise::{Binary, BinaryKind};
 use kiln_ir::ops::linalg::MatMul;
 use kiln_ir::ops::quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
-use kiln_ir::ops::shape::{Cast, Unsqueeze};
+use kiln_ir::ops::shape::{Cast, Reshape, Unsqueeze};
 use kiln_ir::{DType, Tensor};
 
 use super::{Row, MAX_OPSET};
@@ -23,6 +23,8 @@ pub const OPS: &[Row] = &[
     ),
     ("MatMulInteger", 10, MAX_OPSET, matmul_integer),
     ("QLinearMatMul", 10, MAX_OPSET, qlinear_matmul),
+    ("ConvInteger", 10, MAX_OPSET, conv_integer),
+    ("QLinearConv", 10, MAX_OPSET, qlinear_conv),
     ("BitCast", 26, MAX_OPSET, |c| {
         let to = c.attr_int("to", 0)?;
         let Some(to) = model_dtype(to as i32) else {
@@ -150,6 +152,85 @@ fn qlinear_matmul(c: &mut Ctx) -> CResult<()> {
     let b_scale = c.input(4)?;
     let y_scale = c.input(6)?;
     let k = c.apply(Binary::new(BinaryKind::Mul), vec![a_scale, b_scale])?;
+    let k = c.apply(Binary::new(BinaryKind::Div), vec![k, y_scale])?;
+    let k = c.apply(Cast::new(DType::F64), vec![k])?;
+    let d = c.apply(Binary::new(BinaryKind::Mul), vec![acc, k])?;
+    let y_zp = c.input(7)?;
+    let to = c.dtype_of(&y_zp);
+    let one = Val::Const {
+        t: Tensor::from_vec_f64(DType::F64, &[], vec![1.0]).expect("a scalar"),
+        param: None,
+    };
+    let y = c.apply(QuantizeLinear::new(to), vec![d, one, y_zp])?;
+    c.set_output(0, y);
+    Ok(())
+}
+
+/// A per-output-channel parameter ([M], M > 1) reshaped to [M, 1, ..., 1]
+/// with `trailing` ones, so it lines up with dimension 0 of the weights (or,
+/// with one fewer, dimension 1 of the output).
+fn per_channel(c: &mut Ctx, v: Val, trailing: usize) -> CResult<Val> {
+    let ty = match &v {
+        Val::Value(id) => c.ty(*id),
+        Val::Const { t, .. } => t.ty(),
+    };
+    if ty.rank() == 1 && ty.shape.numel() != Some(1) {
+        let mut shape = vec![-1];
+        shape.extend(std::iter::repeat_n(1, trailing));
+        return c.apply(Reshape::new(shape), vec![v]);
+    }
+    Ok(v)
+}
+
+/// The integer convolution (as f64) of the zero-point-shifted operands (x at
+/// input `x`, its zero point at input `x_zp`, the same for w), plus an
+/// optional i32 bias.
+fn shifted_conv(
+    c: &mut Ctx,
+    (x, x_zp): (usize, usize),
+    (w, w_zp): (usize, usize),
+    bias: Option<usize>,
+) -> CResult<Val> {
+    let op = super::nn::conv_op(c, x, w)?;
+    let rank = c.input_type(w)?.rank();
+    let xs = widen_minus_zp(c, x, x_zp, false)?;
+    let wv = c.input(w)?;
+    let mut ws = c.apply(Cast::new(DType::I32), vec![wv])?;
+    if let Some(z) = c.opt_input(w_zp)? {
+        let z = c.apply(Cast::new(DType::I32), vec![z])?;
+        let z = per_channel(c, z, rank.saturating_sub(1))?;
+        ws = c.apply(Binary::new(BinaryKind::Sub), vec![ws, z])?;
+    }
+    // kiln's conv is defined on floats; f64 sums of these integer products
+    // are exact (below 2^53), so the result is the integer convolution.
+    let xs = c.apply(Cast::new(DType::F64), vec![xs])?;
+    let ws = c.apply(Cast::new(DType::F64), vec![ws])?;
+    let mut ins = vec![xs, ws];
+    if let Some(b) = bias.map(|b| c.opt_input(b)).transpose()?.flatten() {
+        ins.push(c.apply(Cast::new(DType::F64), vec![b])?);
+    }
+    c.apply(op, ins)
+}
+
+/// ConvInteger(x, w, x_zp?, w_zp?) = conv(x - x_zp, w - w_zp) in i32.
+fn conv_integer(c: &mut Ctx) -> CResult<()> {
+    let y = shifted_conv(c, (0, 2), (1, 3), None)?;
+    let y = c.apply(Cast::new(DType::I32), vec![y])?;
+    c.set_output(0, y);
+    Ok(())
+}
+
+/// QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B?): the i32
+/// convolution (plus bias) times x_scale * w_scale / y_scale, quantized with
+/// scale 1 and y's zero point (w_scale may be per output channel).
+fn qlinear_conv(c: &mut Ctx) -> CResult<()> {
+    let rank = c.input_type(3)?.rank();
+    let acc = shifted_conv(c, (0, 2), (3, 5), Some(8))?;
+    let x_scale = c.input(1)?;
+    let w_scale = c.input(4)?;
+    let w_scale = per_channel(c, w_scale, rank.saturating_sub(2))?;
+    let y_scale = c.input(6)?;
+    let k = c.apply(Binary::new(BinaryKind::Mul), vec![x_scale, w_scale])?;
     let k = c.apply(Binary::new(BinaryKind::Div), vec![k, y_scale])?;
     let k = c.apply(Cast::new(DType::F64), vec![k])?;
     let d = c.apply(Binary::new(BinaryKind::Mul), vec![acc, k])?;
