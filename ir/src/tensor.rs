@@ -487,3 +487,83 @@ pub fn allclose(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::arr1;
+
+    fn bits(t: &Tensor) -> Vec<u8> {
+        match t {
+            Tensor::Narrow(_, a) => a.iter().copied().collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cast_to_float8_rounds_and_saturates() {
+        let x = Tensor::f32(&[5], vec![448.0, 465.0, f32::INFINITY, f32::NAN, -0.0]);
+        let e4 = DType::Narrow(Narrow::F8E4M3FN);
+        assert_eq!(bits(&x.cast(e4)), [0x7E, 0x7E, 0x7E, 0x7F, 0x80]);
+        assert_eq!(
+            bits(&x.cast_with(e4, false, RoundMode::Up)),
+            [0x7E, 0x7F, 0x7F, 0x7F, 0x80]
+        );
+        let e5 = DType::Narrow(Narrow::F8E5M2);
+        assert_eq!(bits(&x.cast_with(e5, false, RoundMode::Up))[2], 0x7C);
+        let uz = DType::Narrow(Narrow::F8E4M3FNUZ);
+        assert_eq!(bits(&x.cast(uz)), [0x7F, 0x7F, 0x7F, 0x80, 0x00]);
+        // And back: decoding is exact.
+        let back = x.cast(e4).cast(DType::F32);
+        assert_eq!(back.values_f64()[..3], [448.0, 448.0, 448.0]);
+        assert!(back.values_f64()[3].is_nan());
+    }
+
+    #[test]
+    fn cast_to_small_integers_truncates_and_wraps() {
+        let x = Tensor::f32(&[6], vec![-9.5, -2.5, 7.9, 8.0, 100.0, f32::NAN]);
+        let i4 = DType::Narrow(Narrow::I4);
+        // ml_dtypes / C semantics: truncate, keep the low 4 bits.
+        assert_eq!(x.cast(i4).values_f64(), [7.0, -2.0, 7.0, -8.0, 4.0, 0.0]);
+        let u2 = DType::Narrow(Narrow::U2);
+        let i = Tensor::I32(arr1(&[-1, 4, 6]).into_dyn());
+        assert_eq!(i.cast(u2).values_f64(), [3.0, 0.0, 2.0]);
+        // i4 -> i8 sign-extends.
+        assert_eq!(x.cast(i4).cast(DType::I8).values_f64()[3], -8.0);
+    }
+
+    #[test]
+    fn u64_stays_exact() {
+        let big = Tensor::U64(arr1(&[u64::MAX, 1 << 63, 5]).into_dyn());
+        assert_eq!(big.to_u64(), arr1(&[u64::MAX, 1 << 63, 5]).into_dyn());
+        assert_eq!(big.to_i64()[0], -1, "to_i64 keeps the bits");
+        assert_eq!(Tensor::from_i64(DType::U64, big.to_i64()), big);
+        assert_eq!(big.cast(DType::I8).values_f64(), [-1.0, 0.0, 5.0]);
+        let f = Tensor::F64(arr1(&[1.8e19, -1.0, 3.7]).into_dyn());
+        assert_eq!(
+            f.cast(DType::U64),
+            Tensor::U64(arr1(&[18_000_000_000_000_000_000, u64::MAX, 3]).into_dyn())
+        );
+        let bytes = big.to_le_bytes();
+        assert_eq!(
+            Tensor::from_le_bytes(DType::U64, &[3], &bytes).unwrap(),
+            big
+        );
+    }
+
+    #[test]
+    fn narrow_bytes_and_packing() {
+        let t = Tensor::Narrow(Narrow::I4, arr1(&[1u8, 0xF, 8]).into_dyn());
+        assert_eq!(t.to_packed_bytes(), [0xF1, 0x08]);
+        assert_eq!(
+            Tensor::from_packed_bytes(t.dtype(), &[3], &[0xF1, 0x08]).unwrap(),
+            t
+        );
+        assert!(Tensor::from_packed_bytes(t.dtype(), &[3], &[0xF1]).is_err());
+        // One byte per element in memory; stray high bits are refused.
+        assert!(Tensor::from_le_bytes(t.dtype(), &[1], &[0x10]).is_err());
+        let e5 = DType::Narrow(Narrow::F8E5M2);
+        let f = Tensor::from_le_bytes(e5, &[2], &[0x7B, 0xFC]).unwrap();
+        assert_eq!(f.values_f64(), [57344.0, f64::NEG_INFINITY]);
+    }
+}

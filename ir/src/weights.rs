@@ -128,15 +128,19 @@ impl Weights {
                 Ok((k.clone(), t.to_packed_bytes(), t.shape().to_vec(), d))
             })
             .collect::<Result<_, WeightsError>>()?;
+        // Sizes match by construction, except that safetensors refuses a
+        // 4-bit tensor that does not end on a byte boundary.
         let views: Vec<(String, TensorView<'_>)> = bytes
             .iter()
             .map(|(k, b, s, d)| {
-                (
-                    k.clone(),
-                    TensorView::new(*d, s.clone(), b).expect("sizes match by construction"),
-                )
+                TensorView::new(*d, s.clone(), b)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|e| WeightsError::Param {
+                        name: k.clone(),
+                        msg: format!("cannot be stored in safetensors: {e}"),
+                    })
             })
-            .collect();
+            .collect::<Result<_, WeightsError>>()?;
         safetensors::serialize(views, None).map_err(|e| WeightsError::File {
             path: "<memory>".into(),
             msg: e.to_string(),
@@ -179,5 +183,38 @@ impl Weights {
         } else {
             Err(errs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::arr1;
+
+    #[test]
+    fn new_dtypes_round_trip_through_safetensors() {
+        let mut w = Weights::default();
+        w.insert("u", Tensor::U64(arr1(&[u64::MAX, 0]).into_dyn()));
+        w.insert("h", Tensor::U16(arr1(&[7u16]).into_dyn()));
+        w.insert(
+            "f8",
+            Tensor::Narrow(Narrow::F8E4M3FN, arr1(&[0x7Eu8, 0x01]).into_dyn()),
+        );
+        w.insert(
+            "f4",
+            Tensor::Narrow(Narrow::F4E2M1, arr1(&[0x7u8, 0xF, 0x1, 0x8]).into_dyn()),
+        );
+        let back = Weights::from_bytes(&w.to_bytes().unwrap(), "mem").unwrap();
+        assert_eq!(back, w);
+        // An odd number of fp4 values does not fill its last byte.
+        w.insert(
+            "f4",
+            Tensor::Narrow(Narrow::F4E2M1, arr1(&[0x7u8, 0xF, 0x1]).into_dyn()),
+        );
+        let e = w.to_bytes().unwrap_err().to_string();
+        assert!(e.contains("f4") && e.contains("safetensors"), "{e}");
+        let mut bad = Weights::default();
+        bad.insert("i4", Tensor::Narrow(Narrow::I4, arr1(&[1u8]).into_dyn()));
+        assert!(bad.to_bytes().unwrap_err().to_string().contains("i4"));
     }
 }

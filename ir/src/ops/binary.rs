@@ -496,6 +496,37 @@ mod tests {
     }
 
     #[test]
+    fn u64_above_i64_max_orders_and_divides_as_unsigned() {
+        let u = |v: &[u64]| Tensor::U64(arr1(v).into_dyn());
+        let x = u(&[u64::MAX, 1 << 63, 10, 7]);
+        let y = u(&[2, 3, 0, 1]);
+        let r = |k: BinaryKind| run(k, &x, &y);
+        assert_eq!(r(BinaryKind::Div), u(&[u64::MAX / 2, (1 << 63) / 3, 0, 7]));
+        assert_eq!(r(BinaryKind::Mod), u(&[1, (1 << 63) % 3, 0, 0]));
+        assert_eq!(r(BinaryKind::Max), u(&[u64::MAX, 1 << 63, 10, 7]));
+        assert_eq!(r(BinaryKind::Min), u(&[2, 3, 0, 1]));
+        assert_eq!(r(BinaryKind::Gt).values_f64(), [1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(r(BinaryKind::Add), u(&[1, (1 << 63) + 3, 10, 8]));
+        assert_eq!(r(BinaryKind::Sub), u(&[u64::MAX - 2, (1 << 63) - 3, 10, 6]));
+        assert_eq!(
+            r(BinaryKind::ShiftRight),
+            u(&[u64::MAX >> 2, 1 << 60, 10, 3]),
+            "logical shifts"
+        );
+        let big = u(&[1, 1]);
+        let sh = u(&[64, 63]);
+        assert_eq!(run(BinaryKind::ShiftLeft, &big, &sh), u(&[0, 1 << 63]));
+        // Narrower unsigned types wrap in their width.
+        let a = Tensor::U16(arr1(&[3u16, 65535]).into_dyn());
+        let b = Tensor::U16(arr1(&[5u16, 1]).into_dyn());
+        assert_eq!(
+            run(BinaryKind::Sub, &a, &b),
+            Tensor::U16(arr1(&[65534u16, 65534]).into_dyn())
+        );
+        assert_eq!(run(BinaryKind::Add, &a, &b).values_f64(), [8.0, 0.0]);
+    }
+
+    #[test]
     fn integer_arithmetic_is_total() {
         // Division by zero and overflow give defined values, never a panic.
         let x = Tensor::from_i64(
