@@ -23,6 +23,9 @@ pub fn read(path: &Path) -> Result<Tensor, String> {
     attempt!(i16, I16);
     attempt!(i8, I8);
     attempt!(u8, U8);
+    attempt!(u16, U16);
+    attempt!(u32, U32);
+    attempt!(u64, U64);
     attempt!(bool, Bool);
     // Re-read once more to surface the real reason (bad header, unsupported dtype...).
     match ArrayD::<f32>::read_npy(open()?) {
@@ -42,6 +45,12 @@ pub fn write(path: &Path, t: &Tensor) -> Result<(), String> {
         Tensor::I8(a) => a.write_npy(f),
         Tensor::U8(a) => a.write_npy(f),
         Tensor::Bool(a) => a.write_npy(f),
+        Tensor::U16(a) => a.write_npy(f),
+        Tensor::U32(a) => a.write_npy(f),
+        Tensor::U64(a) => a.write_npy(f),
+        // numpy has no float8/fp4/int4 types: write the values as f32 (every
+        // narrow value is exact there).
+        Tensor::Narrow(..) => t.to_f64().mapv(|x| x as f32).write_npy(f),
         // numpy has f16 but ndarray-npy does not; widen to f32 rather than fail.
         Tensor::F16(_) | Tensor::BF16(_) => t
             .cast(kiln_ir::DType::F32)

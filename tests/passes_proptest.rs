@@ -120,7 +120,7 @@ fn build(steps: &[Step], consts: &[f32]) -> (Graph, Weights) {
                 let u = g.add(Unsqueeze { axes: vec![1] }, &[pick(a)]).unwrap();
                 g.add(Squeeze { axes: vec![1] }, &[u]).unwrap()
             }
-            Step::CastSame(a) => g.add(Cast { to: DType::F32 }, &[pick(a)]).unwrap(),
+            Step::CastSame(a) => g.add(Cast::new(DType::F32), &[pick(a)]).unwrap(),
             Step::Dropout(a) => g.add(Dropout::new(0.25), &[pick(a)]).unwrap(),
             Step::Duplicate(a) => {
                 let p = pick(a);

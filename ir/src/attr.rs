@@ -95,11 +95,19 @@ pub fn write_tensor_literal(f: &mut impl fmt::Write, t: &Tensor) -> fmt::Result 
     let ty = t.ty();
     write!(f, "tensor<{ty}>[")?;
     let vals = t.values_f64();
+    // Integers print exactly (through i64, or u64 for u64), not through f64.
+    let ints: Vec<String> = match t {
+        Tensor::U64(a) => a.iter().map(|x| x.to_string()).collect(),
+        _ if t.dtype().is_float_like() => Vec::new(),
+        _ => t.to_i64().iter().map(|x| x.to_string()).collect(),
+    };
     for (i, v) in vals.iter().enumerate() {
         if i > 0 {
             f.write_str(", ")?;
         }
-        if t.dtype().is_float() {
+        if t.dtype().is_float_like() {
+            // Narrow floats decode exactly to f64 and encode back to the same
+            // bits (NaN excepted, which prints as the type's canonical NaN).
             // f16/bf16/f32 values are exactly representable in f64; printing the
             // shortest f64 form round-trips after narrowing.
             match t {
@@ -116,7 +124,7 @@ pub fn write_tensor_literal(f: &mut impl fmt::Write, t: &Tensor) -> fmt::Result 
         } else if t.dtype() == DType::Bool {
             f.write_str(if *v != 0.0 { "true" } else { "false" })?;
         } else {
-            write!(f, "{}", *v as i64)?;
+            f.write_str(&ints[i])?;
         }
     }
     f.write_str("]")
@@ -225,6 +233,13 @@ impl AttrReader {
         match self.take(name) {
             None => Err(missing(name)),
             Some(AttrValue::DType(d)) => Ok(d),
+            Some(v) => Self::err(name, "dtype", &v),
+        }
+    }
+    pub fn opt_dtype(&mut self, name: &str) -> Result<Option<DType>, AttrError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(AttrValue::DType(d)) => Ok(Some(d)),
             Some(v) => Self::err(name, "dtype", &v),
         }
     }

@@ -6,13 +6,14 @@
 
 pub mod attr;
 pub mod dtype;
+pub mod narrow;
 pub mod op;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
 
 pub use attr::{AttrError, AttrValue, F64};
-pub use dtype::{DType, QuantParams};
+pub use dtype::{DType, Narrow, QuantParams};
 pub use op::{FusionKind, Op, OpDef, OpError};
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::Tensor;

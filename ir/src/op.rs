@@ -199,6 +199,7 @@ use crate::ops::{
     norm_more::{Hardmax, Lrn},
 };
 use crate::ops::{
+    bitcast::BitCast,
     conv::{Conv, ConvTranspose},
     einsum::Einsum,
     elementwise::{Binary, Unary, Where},
@@ -207,6 +208,7 @@ use crate::ops::{
     linalg::MatMul,
     norm::{BatchNorm, Dropout, LayerNorm, Softmax},
     pool::{GlobalPool, Pool},
+    quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear},
     reduce::{ArgReduce, Reduce},
     scan::{Cumulative, OneHot, ReverseSequence, Tile, TopK, Trilu},
     shape::{
@@ -265,4 +267,8 @@ declare_ops! {
     Hardmax(Hardmax),
     Lrn(Lrn),
     LinearAttention(LinearAttention),
+    QuantizeLinear(QuantizeLinear),
+    DequantizeLinear(DequantizeLinear),
+    DynamicQuantizeLinear(DynamicQuantizeLinear),
+    BitCast(BitCast),
 }

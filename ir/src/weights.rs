@@ -1,11 +1,15 @@
 //! Named weights, stored beside a `.kir` file as safetensors.
+//!
+//! Every dtype safetensors has maps onto it (F8_E4M3 is e4m3fn; F4 is e2m1,
+//! packed two to a byte, first element in the low nibble). The 4- and 2-bit
+//! integers and the quantized types have no safetensors dtype.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
-use crate::dtype::DType;
+use crate::dtype::{DType, Narrow};
 use crate::graph::Graph;
 use crate::tensor::Tensor;
 
@@ -32,7 +36,19 @@ fn to_st(d: DType) -> Option<StDtype> {
         DType::I32 => StDtype::I32,
         DType::I64 => StDtype::I64,
         DType::Bool => StDtype::BOOL,
-        DType::QI8(_) | DType::QU8(_) => return None,
+        DType::U16 => StDtype::U16,
+        DType::U32 => StDtype::U32,
+        DType::U64 => StDtype::U64,
+        DType::Narrow(Narrow::F8E4M3FN) => StDtype::F8_E4M3,
+        DType::Narrow(Narrow::F8E4M3FNUZ) => StDtype::F8_E4M3FNUZ,
+        DType::Narrow(Narrow::F8E5M2) => StDtype::F8_E5M2,
+        DType::Narrow(Narrow::F8E5M2FNUZ) => StDtype::F8_E5M2FNUZ,
+        DType::Narrow(Narrow::F8E8M0) => StDtype::F8_E8M0,
+        DType::Narrow(Narrow::F4E2M1) => StDtype::F4,
+        // safetensors has no 4- or 2-bit integers.
+        DType::Narrow(Narrow::I4 | Narrow::U4 | Narrow::I2 | Narrow::U2)
+        | DType::QI8(_)
+        | DType::QU8(_) => return None,
     })
 }
 
@@ -48,6 +64,15 @@ fn from_st(d: StDtype) -> Option<DType> {
         StDtype::I32 => DType::I32,
         StDtype::I64 => DType::I64,
         StDtype::BOOL => DType::Bool,
+        StDtype::U16 => DType::U16,
+        StDtype::U32 => DType::U32,
+        StDtype::U64 => DType::U64,
+        StDtype::F8_E4M3 => DType::Narrow(Narrow::F8E4M3FN),
+        StDtype::F8_E4M3FNUZ => DType::Narrow(Narrow::F8E4M3FNUZ),
+        StDtype::F8_E5M2 => DType::Narrow(Narrow::F8E5M2),
+        StDtype::F8_E5M2FNUZ => DType::Narrow(Narrow::F8E5M2FNUZ),
+        StDtype::F8_E8M0 => DType::Narrow(Narrow::F8E8M0),
+        StDtype::F4 => DType::Narrow(Narrow::F4E2M1),
         _ => return None,
     })
 }
@@ -76,7 +101,7 @@ impl Weights {
                     view.dtype()
                 ))
             })?;
-            let t = Tensor::from_le_bytes(dtype, view.shape(), view.data())
+            let t = Tensor::from_packed_bytes(dtype, view.shape(), view.data())
                 .map_err(|e| file_err(format!("tensor `{name}`: {e}")))?;
             out.insert(name, t);
         }
@@ -100,18 +125,22 @@ impl Weights {
                     name: k.clone(),
                     msg: format!("dtype {} cannot be stored in safetensors", t.dtype()),
                 })?;
-                Ok((k.clone(), t.to_le_bytes(), t.shape().to_vec(), d))
+                Ok((k.clone(), t.to_packed_bytes(), t.shape().to_vec(), d))
             })
             .collect::<Result<_, WeightsError>>()?;
+        // Sizes match by construction, except that safetensors refuses a
+        // 4-bit tensor that does not end on a byte boundary.
         let views: Vec<(String, TensorView<'_>)> = bytes
             .iter()
             .map(|(k, b, s, d)| {
-                (
-                    k.clone(),
-                    TensorView::new(*d, s.clone(), b).expect("sizes match by construction"),
-                )
+                TensorView::new(*d, s.clone(), b)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|e| WeightsError::Param {
+                        name: k.clone(),
+                        msg: format!("cannot be stored in safetensors: {e}"),
+                    })
             })
-            .collect();
+            .collect::<Result<_, WeightsError>>()?;
         safetensors::serialize(views, None).map_err(|e| WeightsError::File {
             path: "<memory>".into(),
             msg: e.to_string(),
@@ -154,5 +183,38 @@ impl Weights {
         } else {
             Err(errs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::arr1;
+
+    #[test]
+    fn new_dtypes_round_trip_through_safetensors() {
+        let mut w = Weights::default();
+        w.insert("u", Tensor::U64(arr1(&[u64::MAX, 0]).into_dyn()));
+        w.insert("h", Tensor::U16(arr1(&[7u16]).into_dyn()));
+        w.insert(
+            "f8",
+            Tensor::Narrow(Narrow::F8E4M3FN, arr1(&[0x7Eu8, 0x01]).into_dyn()),
+        );
+        w.insert(
+            "f4",
+            Tensor::Narrow(Narrow::F4E2M1, arr1(&[0x7u8, 0xF, 0x1, 0x8]).into_dyn()),
+        );
+        let back = Weights::from_bytes(&w.to_bytes().unwrap(), "mem").unwrap();
+        assert_eq!(back, w);
+        // An odd number of fp4 values does not fill its last byte.
+        w.insert(
+            "f4",
+            Tensor::Narrow(Narrow::F4E2M1, arr1(&[0x7u8, 0xF, 0x1]).into_dyn()),
+        );
+        let e = w.to_bytes().unwrap_err().to_string();
+        assert!(e.contains("f4") && e.contains("safetensors"), "{e}");
+        let mut bad = Weights::default();
+        bad.insert("i4", Tensor::Narrow(Narrow::I4, arr1(&[1u8]).into_dyn()));
+        assert!(bad.to_bytes().unwrap_err().to_string().contains("i4"));
     }
 }

@@ -178,3 +178,51 @@ fn garbage_never_panics() {
         let _ = parse(junk);
     }
 }
+
+#[test]
+fn new_dtypes_spell_and_roundtrip() {
+    let src = r#"
+graph dt {
+  input %a: u64[3]
+  input %b: f8e4m3fn[2]
+  input %c: i4[2]
+  %k = constant() {value = tensor<u64[2]>[18446744073709551615, 9223372036854775808]}
+  %k2 = constant() {value = tensor<u64[3]>[1, 2, 3]}
+  %s = add(%a, %k2)
+  %f = cast(%b) {to = f32}
+  %e = cast(%f) {to = f8e8m0, saturate = 0, round_mode = "nearest"}
+  %g = cast(%f) {to = f8e5m2, saturate = 0}
+  %h = cast(%c) {to = u16}
+  %q = constant() {value = tensor<f4e2m1[3]>[-6.0, 0.5, 1.5]}
+  %r = constant() {value = tensor<i2[2]>[-2, 1]}
+  output s = %s
+  output e = %e
+  output g = %g
+  output h = %h
+  output k = %k
+  output q = %q
+  output r = %r
+}
+"#;
+    let p = roundtrip(src);
+    for want in [
+        "input %a: u64[3]",
+        "f8e4m3fn[2]",
+        "i4[2]",
+        "tensor<u64[2]>[18446744073709551615, 9223372036854775808]",
+        "{to = f8e8m0, saturate = 0, round_mode = \"nearest\"}: f8e8m0[2]",
+        "{to = f8e5m2, saturate = 0}: f8e5m2[2]",
+        "cast(%c) {to = u16}: u16[2]",
+        "tensor<f4e2m1[3]>[-6.0, 0.5, 1.5]",
+        "tensor<i2[2]>[-2, 1]",
+    ] {
+        assert!(p.contains(want), "missing `{want}` in\n{p}");
+    }
+    // Casts to types that ignore saturate/round_mode print neither.
+    assert!(p.contains("cast(%b) {to = f32}: f32[2]"), "{p}");
+    // Arithmetic refuses the storage-only types.
+    let bad = "graph g {\n input %x: f8e4m3fn[2]\n %y = add(%x, %x)\n output y = %y\n}";
+    assert!(parse(bad).unwrap_err().to_string().contains("numeric"));
+    let bad = "graph g {\n %k = constant() {value = tensor<u64[1]>[-1]}\n output k = %k\n}";
+    assert!(parse(bad).unwrap_err().to_string().contains("out of range"));
+}

@@ -429,15 +429,9 @@ pub fn node_name(n: &NodeProto) -> String {
 }
 
 /// The kiln dtype for an ONNX element type used *in a model* (graph inputs,
-/// initializers, Cast targets). Unlike data decoding, UINT16/32/64 are refused:
-/// kiln has no unsigned types that wide, and computing on a signed widening
-/// gives wrong answers for bitwise ops, shifts and overflow.
+/// initializers, Cast targets): every type kiln can hold.
 pub fn model_dtype(elem_type: i32) -> Option<DType> {
-    use proto::tensor_proto::DataType as D;
-    match D::try_from(elem_type) {
-        Ok(D::Uint16 | D::Uint32 | D::Uint64) => None,
-        _ => dtype_from_onnx(elem_type),
-    }
+    dtype_from_onnx(elem_type)
 }
 
 fn value_type(vi: &proto::ValueInfoProto, opts: &ImportOptions) -> Result<TensorType, String> {

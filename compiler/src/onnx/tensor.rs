@@ -6,25 +6,26 @@
 //! |---|---|---|
 //! | FLOAT, DOUBLE, FLOAT16, BFLOAT16 | f32, f64, f16, bf16 | exact |
 //! | INT8, UINT8, INT16, INT32, INT64, BOOL | i8, u8, i16, i32, i64, bool | exact |
-//! | UINT16 | i32 | widened: kiln has no u16; every value fits |
-//! | UINT32 | i64 | widened: kiln has no u32; every value fits |
-//! | UINT64 | i64 | values above `i64::MAX` are an error |
+//! | UINT16, UINT32, UINT64 | u16, u32, u64 | exact |
+//! | FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ, FLOAT8E8M0 | f8e4m3fn, f8e4m3fnuz, f8e5m2, f8e5m2fnuz, f8e8m0 | storage-only, exact bits |
+//! | FLOAT4E2M1, INT4, UINT4, INT2, UINT2 | f4e2m1, i4, u4, i2, u2 | storage-only, exact bits |
 //!
-//! Everything else (STRING, COMPLEX*, the FLOAT8/FLOAT6/FLOAT4 and INT4/INT2
-//! families, ...) is an error naming the type.
+//! Everything else (STRING, COMPLEX*, FLOAT6*, ...) is an error naming the type.
 //!
-//! Data comes either from `raw_data` (fixed-width little-endian, row-major) or
-//! from the typed field ONNX assigns to each element type: `float_data`
-//! (FLOAT), `double_data` (DOUBLE), `int64_data` (INT64), `uint64_data`
-//! (UINT32, UINT64) and `int32_data` for everything narrower, including the
-//! bit patterns of FLOAT16/BFLOAT16 and 0/1 for BOOL (any non-zero byte or
-//! value reads as true). Element counts are checked against the dims, and
-//! typed values against their element type's range.
+//! Data comes either from `raw_data` (fixed-width little-endian, row-major;
+//! the 4-bit types two to a byte and the 2-bit types four to a byte, first
+//! element in the lowest bits) or from the typed field ONNX assigns to each
+//! element type: `float_data` (FLOAT), `double_data` (DOUBLE), `int64_data`
+//! (INT64), `uint64_data` (UINT32, UINT64) and `int32_data` for everything
+//! narrower, including the bit patterns of FLOAT16/BFLOAT16 and the float8
+//! types, one packed byte per value for the 4- and 2-bit types, and 0/1 for
+//! BOOL (any non-zero byte or value reads as true). Element counts are checked
+//! against the dims, and typed values against their element type's range.
 
 use std::path::Path;
 
 use half::{bf16, f16};
-use kiln_ir::{DType, Tensor};
+use kiln_ir::{DType, Narrow, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
@@ -34,7 +35,7 @@ use super::{read_file, OnnxError};
 
 /// The kiln dtype that tensors of ONNX element type `elem_type` (a
 /// `TensorProto.DataType` value) decode to, or `None` if kiln cannot represent
-/// it. UINT16 widens to i32, UINT32 and UINT64 to i64 (see the module docs).
+/// it (see the module docs).
 pub fn dtype_from_onnx(elem_type: i32) -> Option<DType> {
     Some(match DataType::try_from(elem_type).ok()? {
         DataType::Float => DType::F32,
@@ -44,12 +45,22 @@ pub fn dtype_from_onnx(elem_type: i32) -> Option<DType> {
         DataType::Int8 => DType::I8,
         DataType::Uint8 => DType::U8,
         DataType::Int16 => DType::I16,
-        DataType::Uint16 => DType::I32,
+        DataType::Uint16 => DType::U16,
         DataType::Int32 => DType::I32,
         DataType::Int64 => DType::I64,
-        DataType::Uint32 => DType::I64,
-        DataType::Uint64 => DType::I64,
+        DataType::Uint32 => DType::U32,
+        DataType::Uint64 => DType::U64,
         DataType::Bool => DType::Bool,
+        DataType::Float8e4m3fn => DType::Narrow(Narrow::F8E4M3FN),
+        DataType::Float8e4m3fnuz => DType::Narrow(Narrow::F8E4M3FNUZ),
+        DataType::Float8e5m2 => DType::Narrow(Narrow::F8E5M2),
+        DataType::Float8e5m2fnuz => DType::Narrow(Narrow::F8E5M2FNUZ),
+        DataType::Float8e8m0 => DType::Narrow(Narrow::F8E8M0),
+        DataType::Float4e2m1 => DType::Narrow(Narrow::F4E2M1),
+        DataType::Int4 => DType::Narrow(Narrow::I4),
+        DataType::Uint4 => DType::Narrow(Narrow::U4),
+        DataType::Int2 => DType::Narrow(Narrow::I2),
+        DataType::Uint2 => DType::Narrow(Narrow::U2),
         _ => return None,
     })
 }
@@ -68,6 +79,21 @@ pub fn dtype_to_onnx(dtype: DType) -> i32 {
         DType::I32 => DataType::Int32,
         DType::I64 => DataType::Int64,
         DType::Bool => DataType::Bool,
+        DType::U16 => DataType::Uint16,
+        DType::U32 => DataType::Uint32,
+        DType::U64 => DataType::Uint64,
+        DType::Narrow(n) => match n {
+            Narrow::F8E4M3FN => DataType::Float8e4m3fn,
+            Narrow::F8E4M3FNUZ => DataType::Float8e4m3fnuz,
+            Narrow::F8E5M2 => DataType::Float8e5m2,
+            Narrow::F8E5M2FNUZ => DataType::Float8e5m2fnuz,
+            Narrow::F8E8M0 => DataType::Float8e8m0,
+            Narrow::F4E2M1 => DataType::Float4e2m1,
+            Narrow::I4 => DataType::Int4,
+            Narrow::U4 => DataType::Uint4,
+            Narrow::I2 => DataType::Int2,
+            Narrow::U2 => DataType::Uint2,
+        },
     };
     t as i32
 }
@@ -81,13 +107,14 @@ fn type_name(elem_type: i32) -> String {
     }
 }
 
-/// Encode `t` as a `TensorProto` named `name`, with its data in `raw_data`.
+/// Encode `t` as a `TensorProto` named `name`, with its data in `raw_data`
+/// (4- and 2-bit types packed).
 pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
     TensorProto {
         name: Some(name.to_string()),
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: Some(dtype_to_onnx(t.dtype())),
-        raw_data: Some(t.to_le_bytes()),
+        raw_data: Some(t.to_packed_bytes()),
         ..Default::default()
     }
 }
@@ -209,36 +236,23 @@ fn decode(t: &TensorProto) -> Result<Tensor, String> {
         DataType::Int16 => Tensor::I16(d.array(i16::from_le_bytes, || {
             d.narrow_int32(|x| i16::try_from(x).ok())
         })?),
-        // Widened to i32; the typed form stores each value in int32_data.
-        DataType::Uint16 => Tensor::I32(d.array(
-            |b: [u8; 2]| i32::from(u16::from_le_bytes(b)),
-            || d.narrow_int32(|x| u16::try_from(x).ok().map(i32::from)),
-        )?),
+        DataType::Uint16 => Tensor::U16(d.array(u16::from_le_bytes, || {
+            d.narrow_int32(|x| u16::try_from(x).ok())
+        })?),
         DataType::Int32 => Tensor::I32(d.array(i32::from_le_bytes, || Ok(t.int32_data.clone()))?),
         DataType::Int64 => Tensor::I64(d.array(i64::from_le_bytes, || Ok(t.int64_data.clone()))?),
-        // Widened to i64; the typed form stores each value in uint64_data.
-        DataType::Uint32 => Tensor::I64(d.array(
-            |b: [u8; 4]| i64::from(u32::from_le_bytes(b)),
-            || d.narrow_uint64(|x| u32::try_from(x).ok().map(i64::from)),
-        )?),
-        // Stored as i64; values above i64::MAX are rejected.
-        DataType::Uint64 => {
-            let v: Vec<u64> = match src {
-                Source::Raw(raw) => d.raw(raw, u64::from_le_bytes)?,
-                Source::Typed => d.typed(t.uint64_data.clone(), "uint64_data")?,
-            };
-            let v = v
-                .into_iter()
-                .map(|x| {
-                    i64::try_from(x).map_err(|_| format!("UINT64 value {x} does not fit in i64"))
-                })
-                .collect::<Result<Vec<i64>, String>>()?;
-            Tensor::I64(d.shape(v)?)
-        }
+        // The typed form stores each value in uint64_data.
+        DataType::Uint32 => Tensor::U32(d.array(u32::from_le_bytes, || {
+            d.narrow_uint64(|x| u32::try_from(x).ok())
+        })?),
+        DataType::Uint64 => Tensor::U64(d.array(u64::from_le_bytes, || Ok(t.uint64_data.clone()))?),
         DataType::Bool => {
             Tensor::Bool(d.array(|b: [u8; 1]| b[0] != 0, || d.narrow_int32(|x| Some(x != 0)))?)
         }
-        other => return Err(format!("unsupported data type {}", other.as_str_name())),
+        other => match dtype_from_onnx(other as i32) {
+            Some(DType::Narrow(n)) => d.narrow(n)?,
+            _ => return Err(format!("unsupported data type {}", other.as_str_name())),
+        },
     })
 }
 
@@ -289,6 +303,46 @@ impl Decoder<'_> {
                 from_le(b)
             })
             .collect())
+    }
+
+    /// A storage-only type: one byte per element (float8), or packed two or
+    /// four to a byte (4- and 2-bit types), in `raw_data` or one byte per
+    /// `int32_data` value.
+    fn narrow(&self, n: Narrow) -> Result<Tensor, String> {
+        let per = 8 / n.bits() as usize;
+        let want = self.count.div_ceil(per);
+        let bytes: Vec<u8> = match self.src {
+            Source::Raw(raw) => {
+                if raw.len() != want {
+                    return Err(format!(
+                        "raw_data has {} bytes but dims {:?} of {} need {want} ({} elements of {} bits)",
+                        raw.len(),
+                        self.dims,
+                        self.ty.as_str_name(),
+                        self.count,
+                        n.bits()
+                    ));
+                }
+                raw.to_vec()
+            }
+            Source::Typed => {
+                if self.t.int32_data.len() != want {
+                    return Err(format!(
+                        "int32_data has {} elements but dims {:?} need {want}",
+                        self.t.int32_data.len(),
+                        self.dims
+                    ));
+                }
+                self.narrow_int32(|x| u8::try_from(x).ok())?
+            }
+        };
+        let elems = if per == 1 {
+            bytes
+        } else {
+            kiln_ir::narrow::unpack(n, &bytes, self.count)
+                .ok_or_else(|| "packed data does not match the dims".to_string())?
+        };
+        Tensor::narrow_from_bits(n, self.shape(elems)?)
     }
 
     fn typed<T>(&self, v: Vec<T>, field: &str) -> Result<Vec<T>, String> {
@@ -399,6 +453,20 @@ mod tests {
             Tensor::I32(arr(&[3], vec![i32::MIN, -42, i32::MAX])),
             Tensor::I64(arr(&[2, 1], vec![i64::MIN, i64::MAX])),
             Tensor::Bool(arr(&[3], vec![true, false, true])),
+            Tensor::U16(arr(&[2], vec![0, u16::MAX])),
+            Tensor::U32(arr(&[3], vec![0, 7, u32::MAX])),
+            Tensor::U64(arr(&[2], vec![u64::MAX, 1 << 63])),
+            // Every narrow type, with an odd count so packing pads.
+            Tensor::Narrow(Narrow::F8E4M3FN, arr(&[3], vec![0x7E, 0xFF, 0x01])),
+            Tensor::Narrow(Narrow::F8E4M3FNUZ, arr(&[3], vec![0x80, 0x7F, 0x81])),
+            Tensor::Narrow(Narrow::F8E5M2, arr(&[3], vec![0x7B, 0xFC, 0x7E])),
+            Tensor::Narrow(Narrow::F8E5M2FNUZ, arr(&[2], vec![0x80, 0x01])),
+            Tensor::Narrow(Narrow::F8E8M0, arr(&[2], vec![0x7F, 0xFF])),
+            Tensor::Narrow(Narrow::F4E2M1, arr(&[3], vec![0x7, 0xF, 0x1])),
+            Tensor::Narrow(Narrow::I4, arr(&[1, 3], vec![0x8, 0x7, 0xF])),
+            Tensor::Narrow(Narrow::U4, arr(&[5], vec![1, 2, 3, 15, 0])),
+            Tensor::Narrow(Narrow::I2, arr(&[5], vec![2, 1, 3, 0, 1])),
+            Tensor::Narrow(Narrow::U2, arr(&[2, 3], vec![0, 1, 2, 3, 3, 1])),
             // A scalar and an empty tensor.
             Tensor::F32(arr(&[], vec![7.0])),
             Tensor::I64(arr(&[2, 0, 3], vec![])),
@@ -429,17 +497,23 @@ mod tests {
 
     #[test]
     fn dtype_mapping() {
-        assert_eq!(dtype_from_onnx(DataType::Uint16 as i32), Some(DType::I32));
-        assert_eq!(dtype_from_onnx(DataType::Uint32 as i32), Some(DType::I64));
-        assert_eq!(dtype_from_onnx(DataType::Uint64 as i32), Some(DType::I64));
+        assert_eq!(dtype_from_onnx(DataType::Uint16 as i32), Some(DType::U16));
+        assert_eq!(dtype_from_onnx(DataType::Uint32 as i32), Some(DType::U32));
+        assert_eq!(dtype_from_onnx(DataType::Uint64 as i32), Some(DType::U64));
+        assert_eq!(
+            dtype_from_onnx(DataType::Float8e4m3fn as i32),
+            Some(DType::Narrow(Narrow::F8E4M3FN))
+        );
+        assert_eq!(
+            dtype_from_onnx(DataType::Uint2 as i32),
+            Some(DType::Narrow(Narrow::U2))
+        );
         for ty in [
             DataType::Undefined,
             DataType::String,
             DataType::Complex64,
             DataType::Complex128,
-            DataType::Float8e4m3fn,
-            DataType::Int4,
-            DataType::Uint2,
+            DataType::Float6e2m3,
         ] {
             assert_eq!(dtype_from_onnx(ty as i32), None, "{ty:?}");
         }
@@ -535,8 +609,38 @@ mod tests {
         p.int32_data = vec![0, 65535];
         assert_eq!(
             tensor_from_proto(&p).unwrap(),
-            Tensor::I32(arr(&[2], vec![0, 65535]))
+            Tensor::U16(arr(&[2], vec![0, 65535]))
         );
+
+        // float8: one pattern per value; 4-bit: one packed byte per value.
+        let mut p = proto("f8", DataType::Float8e5m2, &[2]);
+        p.int32_data = vec![0x7B, 0xFC];
+        assert_eq!(
+            tensor_from_proto(&p).unwrap(),
+            Tensor::Narrow(Narrow::F8E5M2, arr(&[2], vec![0x7B, 0xFC]))
+        );
+        let mut p = proto("i4", DataType::Int4, &[3]);
+        p.int32_data = vec![0x21, 0x0F];
+        assert_eq!(
+            tensor_from_proto(&p).unwrap(),
+            Tensor::Narrow(Narrow::I4, arr(&[3], vec![1, 2, 0xF]))
+        );
+        assert_eq!(
+            tensor_from_proto(&p).unwrap().values_f64(),
+            [1.0, 2.0, -1.0]
+        );
+        p.int32_data = vec![0x21];
+        assert!(err_of(&p).contains("int32_data has 1 elements but dims [3] need 2"));
+        p.int32_data = vec![0x21, 0x100];
+        assert!(err_of(&p).contains("out of range for INT4"));
+        let mut p = proto("u2", DataType::Uint2, &[5]);
+        p.raw_data = Some(vec![0b1110_0100, 0b11]);
+        assert_eq!(
+            tensor_from_proto(&p).unwrap().values_f64(),
+            [0.0, 1.0, 2.0, 3.0, 3.0]
+        );
+        p.raw_data = Some(vec![0b1110_0100]);
+        assert!(err_of(&p).contains("raw_data has 1 bytes"));
 
         let mut p = proto("i32", DataType::Int32, &[2]);
         p.int32_data = vec![i32::MIN, i32::MAX];
@@ -574,7 +678,7 @@ mod tests {
     }
 
     #[test]
-    fn unsigned_types_widen() {
+    fn unsigned_types_are_exact() {
         let mut p = proto("u16", DataType::Uint16, &[3]);
         p.raw_data = Some(
             [0u16, 1, 65535]
@@ -584,52 +688,29 @@ mod tests {
         );
         assert_eq!(
             tensor_from_proto(&p).unwrap(),
-            Tensor::I32(arr(&[3], vec![0, 1, 65535]))
+            Tensor::U16(arr(&[3], vec![0, 1, 65535]))
         );
 
-        let mut p = proto("u32", DataType::Uint32, &[2]);
-        p.raw_data = Some(
-            [7u32, u32::MAX]
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect(),
-        );
-        assert_eq!(
-            tensor_from_proto(&p).unwrap(),
-            Tensor::I64(arr(&[2], vec![7, i64::from(u32::MAX)]))
-        );
         let mut p = proto("u32", DataType::Uint32, &[2]);
         p.uint64_data = vec![7, u64::from(u32::MAX)];
         assert_eq!(
             tensor_from_proto(&p).unwrap(),
-            Tensor::I64(arr(&[2], vec![7, i64::from(u32::MAX)]))
+            Tensor::U32(arr(&[2], vec![7, u32::MAX]))
         );
 
-        let big = i64::MAX as u64;
+        // Above i64::MAX, from either source.
         let mut p = proto("u64", DataType::Uint64, &[2]);
-        p.raw_data = Some([0u64, big].iter().flat_map(|x| x.to_le_bytes()).collect());
+        p.uint64_data = vec![3, u64::MAX];
         assert_eq!(
             tensor_from_proto(&p).unwrap(),
-            Tensor::I64(arr(&[2], vec![0, i64::MAX]))
+            Tensor::U64(arr(&[2], vec![3, u64::MAX]))
         );
-        let mut p = proto("u64", DataType::Uint64, &[2]);
-        p.uint64_data = vec![3, big];
-        assert_eq!(
-            tensor_from_proto(&p).unwrap(),
-            Tensor::I64(arr(&[2], vec![3, i64::MAX]))
-        );
-
-        // Too big for i64, from either source.
-        let mut p = proto("huge", DataType::Uint64, &[1]);
-        p.uint64_data = vec![big + 1];
-        let e = err_of(&p);
-        assert!(
-            e.contains("'huge'") && e.contains("does not fit in i64"),
-            "{e}"
-        );
-        let mut p = proto("huge", DataType::Uint64, &[1]);
+        let mut p = proto("u64", DataType::Uint64, &[1]);
         p.raw_data = Some(u64::MAX.to_le_bytes().to_vec());
-        assert!(err_of(&p).contains("18446744073709551615"));
+        assert_eq!(
+            tensor_from_proto(&p).unwrap(),
+            Tensor::U64(arr(&[1], vec![u64::MAX]))
+        );
     }
 
     #[test]
@@ -761,8 +842,7 @@ mod tests {
         );
 
         for (ty, name) in [
-            (DataType::Float8e4m3fn, "FLOAT8E4M3FN"),
-            (DataType::Int4, "INT4"),
+            (DataType::Float6e3m2, "FLOAT6E3M2"),
             (DataType::Complex64, "COMPLEX64"),
         ] {
             let mut p = proto("q", ty, &[1]);

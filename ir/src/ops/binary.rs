@@ -206,6 +206,30 @@ impl BinaryKind {
             _ => unreachable!("not a shift"),
         }
     }
+    /// u64 arithmetic, for the dtype whose values i64 cannot order: wrapping
+    /// like the i64 path, x/0 and x mod 0 are 0, shifts are logical and a
+    /// shift amount of 64 or more gives 0.
+    fn arith_u64(self, a: u64, b: u64) -> u64 {
+        match self {
+            BinaryKind::Add => a.wrapping_add(b),
+            BinaryKind::Sub => a.wrapping_sub(b),
+            BinaryKind::Mul => a.wrapping_mul(b),
+            BinaryKind::Div => a.checked_div(b).unwrap_or(0),
+            // Both signs agree for unsigned values.
+            BinaryKind::Mod | BinaryKind::FMod => a.checked_rem(b).unwrap_or(0),
+            BinaryKind::Pow => a.wrapping_pow(b.min(u64::from(u32::MAX)) as u32),
+            BinaryKind::Max => a.max(b),
+            BinaryKind::Min => a.min(b),
+            BinaryKind::BitwiseAnd => a & b,
+            BinaryKind::BitwiseOr => a | b,
+            BinaryKind::BitwiseXor => a ^ b,
+            BinaryKind::ShiftLeft => a.checked_shl(b.min(64) as u32).unwrap_or(0),
+            BinaryKind::ShiftRight => a.checked_shr(b.min(64) as u32).unwrap_or(0),
+            // Unsigned values are never negative.
+            BinaryKind::PRelu => a,
+            _ => unreachable!("not integer arithmetic"),
+        }
+    }
     fn compare<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             BinaryKind::Eq => a == b,
@@ -399,6 +423,18 @@ impl OpDef for Binary {
                 _ => *p != *q,
             };
             Tensor::Bool(Zip::from(&a).and(&b).map_collect(f))
+        } else if x.dtype() == DType::U64 && y.dtype() == DType::U64 {
+            // u64 values above i64::MAX do not survive i64 ordering.
+            let (a, b) = bcast2(&x.to_u64(), &y.to_u64())?;
+            if k.is_comparison() {
+                Tensor::Bool(Zip::from(&a).and(&b).map_collect(|p, q| k.compare(*p, *q)))
+            } else {
+                Tensor::U64(
+                    Zip::from(&a)
+                        .and(&b)
+                        .map_collect(|p, q| k.arith_u64(*p, *q)),
+                )
+            }
         } else if k.is_comparison() {
             if x.dtype().is_float() {
                 let (a, b) = bcast2(&x.to_f64(), &y.to_f64())?;
@@ -457,6 +493,37 @@ mod tests {
             Tensor::F32(a) => a.iter().copied().collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn u64_above_i64_max_orders_and_divides_as_unsigned() {
+        let u = |v: &[u64]| Tensor::U64(arr1(v).into_dyn());
+        let x = u(&[u64::MAX, 1 << 63, 10, 7]);
+        let y = u(&[2, 3, 0, 1]);
+        let r = |k: BinaryKind| run(k, &x, &y);
+        assert_eq!(r(BinaryKind::Div), u(&[u64::MAX / 2, (1 << 63) / 3, 0, 7]));
+        assert_eq!(r(BinaryKind::Mod), u(&[1, (1 << 63) % 3, 0, 0]));
+        assert_eq!(r(BinaryKind::Max), u(&[u64::MAX, 1 << 63, 10, 7]));
+        assert_eq!(r(BinaryKind::Min), u(&[2, 3, 0, 1]));
+        assert_eq!(r(BinaryKind::Gt).values_f64(), [1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(r(BinaryKind::Add), u(&[1, (1 << 63) + 3, 10, 8]));
+        assert_eq!(r(BinaryKind::Sub), u(&[u64::MAX - 2, (1 << 63) - 3, 10, 6]));
+        assert_eq!(
+            r(BinaryKind::ShiftRight),
+            u(&[u64::MAX >> 2, 1 << 60, 10, 3]),
+            "logical shifts"
+        );
+        let big = u(&[1, 1]);
+        let sh = u(&[64, 63]);
+        assert_eq!(run(BinaryKind::ShiftLeft, &big, &sh), u(&[0, 1 << 63]));
+        // Narrower unsigned types wrap in their width.
+        let a = Tensor::U16(arr1(&[3u16, 65535]).into_dyn());
+        let b = Tensor::U16(arr1(&[5u16, 1]).into_dyn());
+        assert_eq!(
+            run(BinaryKind::Sub, &a, &b),
+            Tensor::U16(arr1(&[65534u16, 65534]).into_dyn())
+        );
+        assert_eq!(run(BinaryKind::Add, &a, &b).values_f64(), [8.0, 0.0]);
     }
 
     #[test]

@@ -392,8 +392,13 @@ impl OpDef for Unary {
             UnaryKind::Not => Tensor::Bool(x.to_bool().mapv(|b| !b)),
             _ if self.returns_bool() => Tensor::Bool(x.to_f64().mapv(|v| self.apply(v) != 0.0)),
             _ if x.dtype().is_int() => {
+                // Unsigned values are never negative (u64 above i64::MAX reads
+                // as a negative i64, hence the explicit cases).
+                let unsigned = x.dtype().is_unsigned();
                 let f = |v: i64| match self.kind {
                     UnaryKind::Neg => v.wrapping_neg(),
+                    UnaryKind::Abs | UnaryKind::Relu if unsigned => v,
+                    UnaryKind::Sign if unsigned => i64::from(v != 0),
                     UnaryKind::Abs => v.wrapping_abs(),
                     UnaryKind::Sign => v.signum(),
                     UnaryKind::Relu => v.max(0),

@@ -196,10 +196,26 @@ impl OpDef for Variadic {
         } else {
             let arrays: Vec<ArrayD<i64>> = inputs.iter().map(|t| t.to_i64()).collect();
             let each = broadcast_each(&arrays)?;
+            // u64 keeps its bits in i64; order it as u64.
+            let unsigned = dtype == crate::dtype::DType::U64;
+            let max = |a: i64, b: i64| {
+                if unsigned {
+                    (a as u64).max(b as u64) as i64
+                } else {
+                    a.max(b)
+                }
+            };
+            let min = |a: i64, b: i64| {
+                if unsigned {
+                    (a as u64).min(b as u64) as i64
+                } else {
+                    a.min(b)
+                }
+            };
             let r = match self.kind {
                 VariadicKind::Sum => fold(each, i64::wrapping_add),
-                VariadicKind::Maximum => fold(each, i64::max),
-                VariadicKind::Minimum => fold(each, i64::min),
+                VariadicKind::Maximum => fold(each, max),
+                VariadicKind::Minimum => fold(each, min),
                 VariadicKind::Mean => {
                     return Err(OpError::Eval("mean takes floats".into()));
                 }

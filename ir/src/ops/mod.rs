@@ -1,6 +1,7 @@
 //! Op declarations, one module per family. Shared type-rule helpers live here.
 
 pub mod binary;
+pub mod bitcast;
 pub mod conv;
 pub mod einsum;
 pub mod elementwise;
@@ -10,6 +11,7 @@ pub mod linalg;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 pub mod scan;
 pub mod shape;

@@ -46,6 +46,25 @@ macro_rules! concat_variants {
                         .map_err(|e| OpError::Eval(format!("concat: {e}")))?,
                 )
             })*
+            Tensor::Narrow(k, _) => {
+                let mut views = Vec::with_capacity($inputs.len());
+                for t in $inputs.iter() {
+                    match t {
+                        Tensor::Narrow(k2, a) if *k2 == *k => views.push(a.view()),
+                        other => {
+                            return Err(OpError::Eval(format!(
+                                "concat inputs must share a dtype, found {}",
+                                other.dtype()
+                            )))
+                        }
+                    }
+                }
+                Tensor::Narrow(
+                    *k,
+                    ndarray::concatenate(Axis($ax), &views)
+                        .map_err(|e| OpError::Eval(format!("concat: {e}")))?,
+                )
+            }
         }
     };
 }
@@ -115,7 +134,9 @@ impl OpDef for Concat {
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         out_dims(self, inputs)?;
         let ax = axis_or_err("axis", self.axis, inputs[0].shape().len())?;
-        let out = concat_variants!(inputs, ax; F32, F64, F16, BF16, I8, U8, I16, I32, I64, Bool);
+        let out = concat_variants!(
+            inputs, ax; F32, F64, F16, BF16, I8, U8, I16, I32, I64, Bool, U16, U32, U64
+        );
         Ok(vec![out])
     }
 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
-use crate::dtype::DType;
+use crate::dtype::{DType, Narrow};
 use crate::map_array;
+use crate::narrow::RoundMode;
 use crate::op::{
     attr_err, dtype_err, expect_arity, shape_err, FusionKind, OpDef, OpError, OpResult,
 };
@@ -483,25 +484,92 @@ impl OpDef for Unsqueeze {
     }
 }
 
-/// Element type conversion with ONNX Cast semantics (see [`Tensor::cast`]).
+/// Element type conversion with ONNX Cast semantics (see [`Tensor::cast_with`]).
+/// `saturate` matters only for the float8 and e8m0 targets and `round_mode`
+/// only for e8m0; elsewhere they hold their defaults (1 and "up") and are not
+/// printed, so equal casts print equally.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cast {
     pub to: DType,
+    pub saturate: bool,
+    pub round_mode: RoundMode,
+}
+
+impl Cast {
+    /// A cast with the ONNX defaults (saturating, e8m0 rounding up).
+    pub fn new(to: DType) -> Cast {
+        Cast {
+            to,
+            saturate: true,
+            round_mode: RoundMode::Up,
+        }
+    }
+    /// A cast with explicit saturation and e8m0 rounding, normalised to the
+    /// defaults where the target ignores them.
+    pub fn with_modes(to: DType, saturate: bool, round_mode: RoundMode) -> Cast {
+        Cast {
+            to,
+            saturate: saturate || !Cast::uses_saturate(to),
+            round_mode: if Cast::uses_round_mode(to) {
+                round_mode
+            } else {
+                RoundMode::Up
+            },
+        }
+    }
+    /// Targets whose overflow behaviour `saturate` chooses.
+    pub fn uses_saturate(to: DType) -> bool {
+        matches!(
+            to,
+            DType::Narrow(
+                Narrow::F8E4M3FN
+                    | Narrow::F8E4M3FNUZ
+                    | Narrow::F8E5M2
+                    | Narrow::F8E5M2FNUZ
+                    | Narrow::F8E8M0
+            )
+        )
+    }
+    pub fn uses_round_mode(to: DType) -> bool {
+        to == DType::Narrow(Narrow::F8E8M0)
+    }
 }
 
 impl OpDef for Cast {
     const SPELLINGS: &'static [&'static str] = &["cast"];
 
     fn parse(_spelling: &str, attrs: &mut AttrReader) -> Result<Self, AttrError> {
-        Ok(Cast {
-            to: attrs.req_dtype("to")?,
-        })
+        let to = attrs.req_dtype("to")?;
+        let saturate = match attrs.int("saturate", 1)? {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(AttrError {
+                    attr: "saturate".into(),
+                    msg: format!("expected 0 or 1, found {v}"),
+                })
+            }
+        };
+        let mode = attrs.str("round_mode", "up")?;
+        let Some(round_mode) = RoundMode::from_name(&mode) else {
+            return Err(AttrError {
+                attr: "round_mode".into(),
+                msg: format!("expected \"up\", \"down\" or \"nearest\", found {mode:?}"),
+            });
+        };
+        Ok(Cast::with_modes(to, saturate, round_mode))
     }
     fn spelling(&self) -> &'static str {
         "cast"
     }
     fn write_attrs(&self, w: &mut AttrWriter) {
         w.dtype("to", self.to);
+        if Cast::uses_saturate(self.to) {
+            w.int("saturate", i64::from(self.saturate));
+        }
+        if Cast::uses_round_mode(self.to) {
+            w.str("round_mode", self.round_mode.name());
+        }
     }
     fn infer(&self, inputs: &[&TensorType]) -> OpResult<Vec<TensorType>> {
         expect_arity(inputs, 1)?;
@@ -520,13 +588,18 @@ impl OpDef for Cast {
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
-        if self.to.is_quantized() {
+        if self.to.is_quantized() || inputs[0].dtype().is_quantized() {
             return Err(OpError::Eval(format!(
-                "cannot cast to quantized {}",
+                "cannot cast between {} and quantized {}",
+                inputs[0].dtype(),
                 self.to
             )));
         }
-        Ok(vec![inputs[0].cast(self.to)])
+        Ok(vec![inputs[0].cast_with(
+            self.to,
+            self.saturate,
+            self.round_mode,
+        )])
     }
 }
 
@@ -834,30 +907,30 @@ mod tests {
     #[test]
     fn cast_semantics() {
         let x = Tensor::f32(&[5], vec![2.7, -2.7, 0.0, 0.4, -0.0]);
-        let i = run(&Cast { to: DType::I32 }, &x);
+        let i = run(&Cast::new(DType::I32), &x);
         assert_eq!(
             i,
             Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[5]), vec![2, -2, 0, 0, 0]).unwrap())
         );
-        let b = run(&Cast { to: DType::Bool }, &x);
+        let b = run(&Cast::new(DType::Bool), &x);
         let want = vec![true, true, false, true, false];
         assert_eq!(
             b,
             Tensor::Bool(ArrayD::from_shape_vec(IxDyn(&[5]), want).unwrap())
         );
         let big = i64t(&[1], &[(1 << 53) + 1]);
-        assert_eq!(run(&Cast { to: DType::I64 }, &big), big);
+        assert_eq!(run(&Cast::new(DType::I64), &big), big);
         assert_eq!(
-            run(&Cast { to: DType::F64 }, &i64t(&[1], &[-3])),
+            run(&Cast::new(DType::F64), &i64t(&[1], &[-3])),
             f64t(&[1], &[-3.])
         );
         let q = DType::QI8(crate::dtype::QuantParams::new(0.5, 0));
         assert!(matches!(
-            Cast { to: q }.infer(&[&x.ty()]),
+            Cast::new(q).infer(&[&x.ty()]),
             Err(OpError::DType(_))
         ));
         assert_eq!(
-            shape_of(&Cast { to: DType::F16 }, &sym(&["N", "3"])),
+            shape_of(&Cast::new(DType::F16), &sym(&["N", "3"])),
             "f16[N,3]"
         );
     }
@@ -907,7 +980,7 @@ mod tests {
         roundtrip(&Expand { shape: vec![3, 1] });
         roundtrip(&Squeeze { axes: vec![] });
         roundtrip(&Unsqueeze { axes: vec![0, 2] });
-        roundtrip(&Cast { to: DType::BF16 });
+        roundtrip(&Cast::new(DType::BF16));
         roundtrip(&Constant {
             value: f64t(&[2], &[0.5, -1.0]),
         });
@@ -931,9 +1004,6 @@ mod tests {
         let mut r = AttrReader::new(vec![("to".into(), AttrValue::Int(1))]);
         assert!(Cast::parse("cast", &mut r).is_err());
         assert_eq!(Reshape::new(vec![]).fusion_kind(), FusionKind::Injective);
-        assert_eq!(
-            Cast { to: DType::F32 }.fusion_kind(),
-            FusionKind::Elementwise
-        );
+        assert_eq!(Cast::new(DType::F32).fusion_kind(), FusionKind::Elementwise);
     }
 }

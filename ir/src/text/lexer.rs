@@ -11,6 +11,8 @@ pub enum Tok {
     /// `@name` or `@"quoted"`: a node's source name.
     At(String),
     Int(i64),
+    /// An integer above `i64::MAX` that fits in u64 (u64 tensor literals).
+    BigInt(u64),
     Float(f64),
     Str(String),
     Punct(char),
@@ -25,6 +27,7 @@ impl Tok {
             Tok::Num(n) => format!("`%{n}`"),
             Tok::At(n) => format!("`@{n}`"),
             Tok::Int(i) => format!("`{i}`"),
+            Tok::BigInt(i) => format!("`{i}`"),
             Tok::Float(x) => format!("`{x}`"),
             Tok::Str(s) => format!("{s:?}"),
             Tok::Punct(c) => format!("`{c}`"),
@@ -129,8 +132,11 @@ pub fn lex(src: &str) -> Result<Vec<Token>, LexError> {
                     text.parse()
                         .map_err(|_| err(format!("malformed number `{text}`")))?,
                 )
+            } else if let Ok(v) = text.parse() {
+                Tok::Int(v)
             } else {
-                Tok::Int(
+                // Only u64 values above i64::MAX get here.
+                Tok::BigInt(
                     text.parse()
                         .map_err(|_| err(format!("malformed or out-of-range integer `{text}`")))?,
                 )

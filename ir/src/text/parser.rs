@@ -411,6 +411,7 @@ impl Parser {
     fn number(&mut self) -> PResult<f64> {
         match self.next() {
             Tok::Int(i) => Ok(i as f64),
+            Tok::BigInt(u) => Ok(u as f64),
             Tok::Float(x) => Ok(x),
             Tok::Word(w) if w == "inf" => Ok(f64::INFINITY),
             Tok::Word(w) if w == "nan" => Ok(f64::NAN),
@@ -491,17 +492,22 @@ impl Parser {
                     Tok::Word(w) if w == "true" || w == "false" => {
                         self.next();
                         vals.push(if w == "true" { 1.0 } else { 0.0 });
-                        raw_ints.push(i64::from(w == "true"));
+                        raw_ints.push(i128::from(w == "true"));
                     }
                     Tok::Int(i) => {
                         self.next();
                         vals.push(i as f64);
-                        raw_ints.push(i);
+                        raw_ints.push(i128::from(i));
+                    }
+                    Tok::BigInt(u) => {
+                        self.next();
+                        vals.push(u as f64);
+                        raw_ints.push(i128::from(u));
                     }
                     _ => {
                         let x = self.number()?;
                         vals.push(x);
-                        raw_ints.push(x as i64);
+                        raw_ints.push(x as i128);
                     }
                 }
                 if self.eat_punct(']') {
@@ -523,11 +529,22 @@ impl Parser {
                 ),
             );
         }
-        let t = if ty.dtype.is_float() {
+        let t = if ty.dtype.is_float_like() {
             Tensor::from_vec_f64(ty.dtype, &dims, vals)
+        } else if ty.dtype == DType::U64 {
+            // Integers stay exact (not through f64): u64 through u64...
+            let Ok(v) = raw_ints.iter().map(|&x| u64::try_from(x)).collect() else {
+                return self.error_at(at, format!("a value of the {ty} literal is out of range"));
+            };
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), v)
+                .map(Tensor::U64)
+                .map_err(|e| e.to_string())
         } else {
-            // Integers go through i64 so that values above 2^53 stay exact.
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), raw_ints)
+            // ...and every other integer type through i64 (narrowing wraps).
+            let Ok(v) = raw_ints.iter().map(|&x| i64::try_from(x)).collect() else {
+                return self.error_at(at, format!("a value of the {ty} literal is out of range"));
+            };
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), v)
                 .map(|a| Tensor::from_i64(ty.dtype, a))
                 .map_err(|e| e.to_string())
         };

@@ -209,10 +209,10 @@ fn causal_conv_with_state(c: &mut Ctx) -> CResult<()> {
     let mut y = c.apply(conv, ins)?;
     if act != "none" {
         let wide = if dt == DType::F64 { dt } else { DType::F32 };
-        let yw = c.apply(Cast { to: wide }, vec![y])?;
+        let yw = c.apply(Cast::new(wide), vec![y])?;
         let s = c.apply(Unary::new(UnaryKind::Sigmoid), vec![yw.clone()])?;
         let m = c.apply(Binary::new(BinaryKind::Mul), vec![yw, s])?;
-        y = c.apply(Cast { to: dt }, vec![m])?;
+        y = c.apply(Cast::new(dt), vec![m])?;
     }
     c.set_output(0, y);
     if c.wants_output(1) {

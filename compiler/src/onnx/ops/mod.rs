@@ -5,6 +5,7 @@ mod elementwise;
 mod index;
 mod math;
 mod nn;
+mod quant;
 mod reduce;
 mod shape;
 // Attention, normalisations, losses, activations (issue 3, nn family).
@@ -22,7 +23,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 8] {
+fn tables() -> [&'static [Row]; 9] {
     [
         elementwise::OPS,
         math::OPS,
@@ -32,6 +33,7 @@ fn tables() -> [&'static [Row]; 8] {
         index::OPS,
         attention::OPS,
         norm_loss::OPS,
+        quant::OPS,
     ]
 }
 

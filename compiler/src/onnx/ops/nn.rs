@@ -82,11 +82,21 @@ fn effective_kernel(kernel: &[usize], dilations: &[i64]) -> Vec<usize> {
 }
 
 fn conv(c: &mut Ctx) -> CResult<()> {
+    let op = conv_op(c, 0, 1)?;
+    let idx: Vec<usize> = (0..c.num_inputs()).collect();
+    let v = c.apply_inputs(op, &idx)?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+/// The Conv op for a conv-like node whose data is input `x` and weights input
+/// `w` (shared with ConvInteger and QLinearConv).
+pub(crate) fn conv_op(c: &Ctx, x: usize, w: usize) -> CResult<Conv> {
     let strides = c.attr_ints("strides")?.unwrap_or_default();
     let dilations = c.attr_ints("dilations")?.unwrap_or_default();
     let groups = c.attr_int("group", 1)?;
-    let spatial = spatial_of(c, 0)?;
-    let wdims = c.input_dims(1)?;
+    let spatial = spatial_of(c, x)?;
+    let wdims = c.input_dims(w)?;
     let kernel: Vec<usize> = match c.attr_ints("kernel_shape")? {
         Some(k) => k.iter().map(|&x| x.max(0) as usize).collect(),
         None => wdims.get(2..).unwrap_or_default().to_vec(),
@@ -98,11 +108,7 @@ fn conv(c: &mut Ctx) -> CResult<()> {
         &strides,
         c.attr_ints("pads")?,
     )?;
-    let op = Conv::new(&strides, &pads, &dilations, groups);
-    let idx: Vec<usize> = (0..c.num_inputs()).collect();
-    let v = c.apply_inputs(op, &idx)?;
-    c.set_output(0, v);
-    Ok(())
+    Ok(Conv::new(&strides, &pads, &dilations, groups))
 }
 
 fn conv_transpose(c: &mut Ctx) -> CResult<()> {
@@ -281,7 +287,7 @@ fn layer_norm(c: &mut Ctx) -> CResult<()> {
     }
     for (i, v) in outs.drain(..).enumerate() {
         let v = if i > 0 && c.dtype_of(&v) != stash {
-            c.apply(Cast { to: stash }, vec![v])?
+            c.apply(Cast::new(stash), vec![v])?
         } else {
             v
         };

@@ -1,6 +1,7 @@
 //! Shape and data-movement ops, and the ops that compute shapes (Shape, Size,
 //! ConstantOfShape, Range), which are evaluated at import time.
 
+use kiln_ir::narrow::RoundMode;
 use kiln_ir::ops::shape::{
     Cast, Concat, Expand, Flatten, Gather, Pad, PadMode, Reshape, Slice, Split, Squeeze, Transpose,
     Unsqueeze,
@@ -71,11 +72,11 @@ pub const OPS: &[Row] = &[
         let Some(to) = crate::onnx::import::model_dtype(to as i32) else {
             return c.unsupported(format!("cast to ONNX type {to}"));
         };
-        out(c, Cast { to }, &[0])
+        cast(c, to)
     }),
     ("CastLike", 15, MAX_OPSET, |c| {
         let to = c.input_type(1)?.dtype;
-        out(c, Cast { to }, &[0])
+        cast(c, to)
     }),
     ("Constant", 1, MAX_OPSET, constant),
     ("Shape", 1, MAX_OPSET, shape),
@@ -93,6 +94,20 @@ fn out(c: &mut Ctx, op: impl Into<kiln_ir::Op>, idx: &[usize]) -> CResult<()> {
     let v = c.apply_inputs(op, idx)?;
     c.set_output(0, v);
     Ok(())
+}
+
+/// Cast and CastLike: `saturate` (opset 19) and `round_mode` (opset 24).
+fn cast(c: &mut Ctx, to: DType) -> CResult<()> {
+    let saturate = match c.attr_int("saturate", 1)? {
+        0 => false,
+        1 => true,
+        v => return c.invalid(format!("saturate must be 0 or 1, found {v}")),
+    };
+    let mode = c.attr_str("round_mode", "up")?;
+    let Some(round_mode) = RoundMode::from_name(&mode) else {
+        return c.invalid(format!("unknown round_mode {mode:?}"));
+    };
+    out(c, Cast::with_modes(to, saturate, round_mode), &[0])
 }
 
 fn reshape(c: &mut Ctx) -> CResult<()> {
