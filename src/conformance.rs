@@ -217,7 +217,7 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
         };
         let inputs = read("input", input_names.len())?;
         let expected = read("output", output_names.len())?;
-        let opts = ImportOptions {
+        let mut opts = ImportOptions {
             input_shapes: input_names
                 .iter()
                 .cloned()
@@ -228,21 +228,30 @@ fn run_test_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>) -> Outcom
         let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
         // kiln compiles static graphs: when an integer input feeds a shape-like
         // parameter (axes, pads, a reshape target), bind it at import time, as
-        // a user would with a fixed model.
-        let imported = match onnx::import::import_model(&model, &opts) {
-            Err(e) if e.needs_const_inputs() => {
-                let mut opts = opts.clone();
-                for (name, t) in &feeds {
-                    if matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32) {
-                        opts.const_inputs.insert(name.clone(), t.clone());
-                    }
-                }
-                feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
-                onnx::import::import_model(&model, &opts)
+        // a user would with a fixed model. Inputs the importer names as needed
+        // (Resize's float scales, a Loop condition) are bound too; one
+        // converter may name only its first such input, so this repeats.
+        let mut attempt = onnx::import::import_model(&model, &opts);
+        for round in 0..4 {
+            let Err(e) = &attempt else { break };
+            if !e.needs_const_inputs() {
+                break;
             }
-            r => r,
+            let named = e.const_input_names();
+            let before = opts.const_inputs.len();
+            for (name, t) in &feeds {
+                let int = matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32);
+                if (round == 0 && int) || named.contains(name) {
+                    opts.const_inputs.insert(name.clone(), t.clone());
+                }
+            }
+            if opts.const_inputs.len() == before {
+                break;
+            }
+            feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
+            attempt = onnx::import::import_model(&model, &opts);
         }
-        .map_err(|e| {
+        let imported = attempt.map_err(|e| {
             let status = if e.is_unsupported() {
                 Status::Unsupported
             } else {

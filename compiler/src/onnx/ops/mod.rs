@@ -1,6 +1,7 @@
 //! ONNX op converters, one file per op family. Each table row names the ONNX
 //! op, the opset range the converter covers, and the converter.
 
+mod control;
 mod elementwise;
 mod math;
 mod nn;
@@ -18,13 +19,14 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 5] {
+fn tables() -> [&'static [Row]; 6] {
     [
         elementwise::OPS,
         math::OPS,
         nn::OPS,
         reduce::OPS,
         shape::OPS,
+        control::OPS,
     ]
 }
 
