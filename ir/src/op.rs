@@ -191,6 +191,7 @@ impl fmt::Display for ParseOpError {
     }
 }
 
+use crate::ops::resample::Resize;
 use crate::ops::{
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
@@ -235,4 +236,5 @@ declare_ops! {
     Unsqueeze(Unsqueeze),
     Cast(Cast),
     Constant(Constant),
+    Resize(Resize),
 }

@@ -9,6 +9,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod shape;
 
 use crate::dtype::DType;

@@ -6,6 +6,7 @@ mod elementwise;
 mod math;
 mod nn;
 mod reduce;
+mod resample;
 mod shape;
 
 use super::import::{CResult, Ctx};
@@ -19,7 +20,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 6] {
+fn tables() -> [&'static [Row]; 7] {
     [
         elementwise::OPS,
         math::OPS,
@@ -27,6 +28,7 @@ fn tables() -> [&'static [Row]; 6] {
         reduce::OPS,
         shape::OPS,
         control::OPS,
+        resample::OPS,
     ]
 }
 
