@@ -192,6 +192,7 @@ impl fmt::Display for ParseOpError {
 }
 
 use crate::ops::resample::Resize;
+use crate::ops::rnn::Recurrent;
 use crate::ops::{
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
@@ -237,4 +238,5 @@ declare_ops! {
     Cast(Cast),
     Constant(Constant),
     Resize(Resize),
+    Recurrent(Recurrent),
 }

@@ -433,6 +433,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A list-of-strings attribute (RNN activations).
+    pub fn attr_strs(&self, name: &str) -> CResult<Option<Vec<String>>> {
+        Ok(self.attr_typed(name, AttributeType::Strings)?.map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }))
+    }
+
     // Subgraphs (the bodies of If, Loop and Scan).
     /// A graph-valued attribute, borrowed from the node (not from `self`), so
     /// the graph can be inlined while the context is mutated.

@@ -7,6 +7,7 @@ mod math;
 mod nn;
 mod reduce;
 mod resample;
+mod rnn;
 mod shape;
 
 use super::import::{CResult, Ctx};
@@ -20,7 +21,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 7] {
+fn tables() -> [&'static [Row]; 8] {
     [
         elementwise::OPS,
         math::OPS,
@@ -29,6 +30,7 @@ fn tables() -> [&'static [Row]; 7] {
         shape::OPS,
         control::OPS,
         resample::OPS,
+        rnn::OPS,
     ]
 }
 
