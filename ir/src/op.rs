@@ -191,6 +191,7 @@ impl fmt::Display for ParseOpError {
     }
 }
 
+use crate::ops::grid::{AffineGrid, GridSample};
 use crate::ops::resample::Resize;
 use crate::ops::rnn::Recurrent;
 use crate::ops::{
@@ -239,4 +240,6 @@ declare_ops! {
     Constant(Constant),
     Resize(Resize),
     Recurrent(Recurrent),
+    GridSample(GridSample),
+    AffineGrid(AffineGrid),
 }

@@ -4,6 +4,7 @@ pub mod binary;
 pub mod conv;
 pub mod elementwise;
 pub mod elementwise_more;
+pub mod grid;
 pub mod linalg;
 pub mod movement;
 pub mod norm;

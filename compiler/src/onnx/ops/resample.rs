@@ -5,6 +5,7 @@
 //! scale each axis's coordinate transform uses, as the ONNX reference does.
 
 use kiln_ir::attr::F64;
+use kiln_ir::ops::grid::{AffineGrid, GridSample, PaddingMode, SampleMode};
 use kiln_ir::ops::resample::{CoordMode, NearestMode, Resize, ResizeMode};
 
 use super::{Row, MAX_OPSET};
@@ -13,6 +14,8 @@ use crate::onnx::import::{CResult, Ctx};
 pub const OPS: &[Row] = &[
     ("Resize", 10, MAX_OPSET, resize),
     ("Upsample", 7, 9, upsample),
+    ("GridSample", 16, MAX_OPSET, grid_sample),
+    ("AffineGrid", 20, MAX_OPSET, affine_grid),
 ];
 
 fn mode(c: &Ctx) -> CResult<ResizeMode> {
@@ -167,6 +170,45 @@ fn upsample(c: &mut Ctx) -> CResult<()> {
     let mut op = Resize::new(mode(c)?, out, scales);
     op.coord = CoordMode::Asymmetric;
     op.nearest = NearestMode::Floor;
+    let v = c.apply_inputs(op, &[0])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn grid_sample(c: &mut Ctx) -> CResult<()> {
+    let mode = match c
+        .attr_str("mode", if c.opset < 20 { "bilinear" } else { "linear" })?
+        .as_str()
+    {
+        "bilinear" | "linear" => SampleMode::Linear,
+        "nearest" => SampleMode::Nearest,
+        "bicubic" | "cubic" => SampleMode::Cubic,
+        other => return c.invalid(format!("unknown mode {other:?}")),
+    };
+    let padding = match c.attr_str("padding_mode", "zeros")?.as_str() {
+        "zeros" => PaddingMode::Zeros,
+        "border" => PaddingMode::Border,
+        "reflection" => PaddingMode::Reflection,
+        other => return c.invalid(format!("unknown padding_mode {other:?}")),
+    };
+    let op = GridSample {
+        mode,
+        padding,
+        align_corners: c.attr_int("align_corners", 0)? != 0,
+    };
+    let v = c.apply_inputs(op, &[0, 1])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn affine_grid(c: &mut Ctx) -> CResult<()> {
+    let Some(size) = c.const_ints(1, "size")? else {
+        return c.invalid("size is required");
+    };
+    let op = AffineGrid {
+        size,
+        align_corners: c.attr_int("align_corners", 0)? != 0,
+    };
     let v = c.apply_inputs(op, &[0])?;
     c.set_output(0, v);
     Ok(())
