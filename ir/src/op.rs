@@ -192,6 +192,7 @@ impl fmt::Display for ParseOpError {
 }
 
 use crate::ops::grid::{AffineGrid, GridSample};
+use crate::ops::pool_extra::{Col2Im, MaxPoolWithIndices, MaxUnpool};
 use crate::ops::resample::Resize;
 use crate::ops::rnn::Recurrent;
 use crate::ops::{
@@ -242,4 +243,7 @@ declare_ops! {
     Recurrent(Recurrent),
     GridSample(GridSample),
     AffineGrid(AffineGrid),
+    MaxPoolWithIndices(MaxPoolWithIndices),
+    MaxUnpool(MaxUnpool),
+    Col2Im(Col2Im),
 }

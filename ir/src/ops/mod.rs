@@ -9,6 +9,7 @@ pub mod linalg;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod pool_extra;
 pub mod reduce;
 pub mod resample;
 pub mod rnn;

@@ -9,6 +9,7 @@ mod reduce;
 mod resample;
 mod rnn;
 mod shape;
+mod spatial;
 
 use super::import::{CResult, Ctx};
 
@@ -21,7 +22,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 8] {
+fn tables() -> [&'static [Row]; 9] {
     [
         elementwise::OPS,
         math::OPS,
@@ -31,6 +32,7 @@ fn tables() -> [&'static [Row]; 8] {
         control::OPS,
         resample::OPS,
         rnn::OPS,
+        spatial::OPS,
     ]
 }
 
