@@ -195,6 +195,7 @@ use crate::ops::grid::{AffineGrid, GridSample};
 use crate::ops::pool_extra::{Col2Im, MaxPoolWithIndices, MaxUnpool};
 use crate::ops::resample::Resize;
 use crate::ops::rnn::Recurrent;
+use crate::ops::signal::{Dft, Stft};
 use crate::ops::{
     conv::{Conv, ConvTranspose},
     elementwise::{Binary, Unary, Where},
@@ -246,4 +247,6 @@ declare_ops! {
     MaxPoolWithIndices(MaxPoolWithIndices),
     MaxUnpool(MaxUnpool),
     Col2Im(Col2Im),
+    Dft(Dft),
+    Stft(Stft),
 }

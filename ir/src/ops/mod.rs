@@ -14,6 +14,7 @@ pub mod reduce;
 pub mod resample;
 pub mod rnn;
 pub mod shape;
+pub mod signal;
 
 use crate::dtype::DType;
 use crate::op::{dtype_err, shape_err, OpResult};

@@ -9,6 +9,7 @@ mod reduce;
 mod resample;
 mod rnn;
 mod shape;
+mod signal;
 mod spatial;
 
 use super::import::{CResult, Ctx};
@@ -22,7 +23,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 9] {
+fn tables() -> [&'static [Row]; 10] {
     [
         elementwise::OPS,
         math::OPS,
@@ -33,6 +34,7 @@ fn tables() -> [&'static [Row]; 9] {
         resample::OPS,
         rnn::OPS,
         spatial::OPS,
+        signal::OPS,
     ]
 }
 
