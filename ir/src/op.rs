@@ -195,6 +195,7 @@ use crate::ops::grid::{AffineGrid, GridSample};
 use crate::ops::pool_extra::{Col2Im, MaxPoolWithIndices, MaxUnpool};
 use crate::ops::resample::Resize;
 use crate::ops::rnn::Recurrent;
+use crate::ops::roi::RoiAlign;
 use crate::ops::signal::{Dft, Stft};
 use crate::ops::{
     conv::{Conv, ConvTranspose},
@@ -249,4 +250,5 @@ declare_ops! {
     Col2Im(Col2Im),
     Dft(Dft),
     Stft(Stft),
+    RoiAlign(RoiAlign),
 }

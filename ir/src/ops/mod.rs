@@ -13,6 +13,7 @@ pub mod pool_extra;
 pub mod reduce;
 pub mod resample;
 pub mod rnn;
+pub mod roi;
 pub mod shape;
 pub mod signal;
 

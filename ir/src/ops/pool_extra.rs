@@ -100,7 +100,7 @@ impl OpDef for MaxPoolWithIndices {
             xs.iter().product::<usize>(),
         );
         let x: Vec<f64> = inputs[0].values_f64();
-        let planes = if plane == 0 { 0 } else { x.len() / plane };
+        let planes = x.len().checked_div(plane).unwrap_or(0);
         let (mut vals, mut idx) = (
             Vec::with_capacity(planes * op),
             Vec::with_capacity(planes * op),

@@ -236,7 +236,7 @@ impl Recurrent {
         if self.alphas.len() != n || self.betas.len() != n {
             return attr_err("alphas", format!("expected {n} alphas and betas"));
         }
-        if !(self.clip.0 > 0.0) {
+        if self.clip.0.is_nan() || self.clip.0 <= 0.0 {
             return attr_err("clip", "must be positive");
         }
         if self.layout != 0 && self.layout != 1 {

@@ -2,11 +2,13 @@
 //! convolution), `MaxUnpool`, `Col2Im` and `CenterCropPad` (lowered to slice
 //! and pad). `MaxPool`'s indices output lives with `MaxPool` in `nn.rs`.
 
+use kiln_ir::attr::F64;
 use kiln_ir::ops::binary::{Binary, BinaryKind};
 use kiln_ir::ops::conv::Conv;
 use kiln_ir::ops::elementwise::{Unary, UnaryKind};
 use kiln_ir::ops::movement::PadMode;
 use kiln_ir::ops::pool_extra::{Col2Im, MaxUnpool};
+use kiln_ir::ops::roi::RoiAlign;
 use kiln_ir::ops::shape::{Pad, Slice};
 use kiln_ir::Tensor;
 
@@ -19,6 +21,7 @@ pub const OPS: &[Row] = &[
     ("MaxUnpool", 9, MAX_OPSET, max_unpool),
     ("Col2Im", 18, MAX_OPSET, col2im),
     ("CenterCropPad", 18, MAX_OPSET, center_crop_pad),
+    ("RoiAlign", 10, MAX_OPSET, roi_align),
 ];
 
 /// `(sum over the window of |x|^p)^(1/p)`: zero padding adds nothing to the
@@ -188,6 +191,38 @@ fn center_crop_pad(c: &mut Ctx) -> CResult<()> {
     if pads.iter().any(|&p| p != 0) {
         v = c.apply(Pad::new(PadMode::Constant, pads, 0.0), vec![v])?;
     }
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn roi_align(c: &mut Ctx) -> CResult<()> {
+    let mode = c.attr_str("mode", "avg")?;
+    if mode != "avg" && mode != "max" {
+        return c.invalid(format!("unknown mode {mode:?}"));
+    }
+    // Opset 10 had no attribute and behaved as `output_half_pixel`.
+    let default = if c.opset < 16 {
+        "output_half_pixel"
+    } else {
+        "half_pixel"
+    };
+    let half_pixel = match c
+        .attr_str("coordinate_transformation_mode", default)?
+        .as_str()
+    {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        other => return c.invalid(format!("unknown coordinate_transformation_mode {other:?}")),
+    };
+    let op = RoiAlign {
+        max: mode == "max",
+        output_height: c.attr_int("output_height", 1)?,
+        output_width: c.attr_int("output_width", 1)?,
+        sampling_ratio: c.attr_int("sampling_ratio", 0)?,
+        spatial_scale: F64(f64::from(c.attr_float("spatial_scale", 1.0)?)),
+        half_pixel,
+    };
+    let v = c.apply_inputs(op, &[0, 1, 2])?;
     c.set_output(0, v);
     Ok(())
 }
