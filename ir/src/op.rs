@@ -191,6 +191,7 @@ impl fmt::Display for ParseOpError {
     }
 }
 
+use crate::ops::deform::DeformConv;
 use crate::ops::grid::{AffineGrid, GridSample};
 use crate::ops::pool_extra::{Col2Im, MaxPoolWithIndices, MaxUnpool};
 use crate::ops::resample::Resize;
@@ -251,4 +252,5 @@ declare_ops! {
     Dft(Dft),
     Stft(Stft),
     RoiAlign(RoiAlign),
+    DeformConv(DeformConv),
 }

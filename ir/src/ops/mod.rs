@@ -2,6 +2,7 @@
 
 pub mod binary;
 pub mod conv;
+pub mod deform;
 pub mod elementwise;
 pub mod elementwise_more;
 pub mod grid;

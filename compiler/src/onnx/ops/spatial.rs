@@ -5,6 +5,7 @@
 use kiln_ir::attr::F64;
 use kiln_ir::ops::binary::{Binary, BinaryKind};
 use kiln_ir::ops::conv::Conv;
+use kiln_ir::ops::deform::DeformConv;
 use kiln_ir::ops::elementwise::{Unary, UnaryKind};
 use kiln_ir::ops::movement::PadMode;
 use kiln_ir::ops::pool_extra::{Col2Im, MaxUnpool};
@@ -22,6 +23,7 @@ pub const OPS: &[Row] = &[
     ("Col2Im", 18, MAX_OPSET, col2im),
     ("CenterCropPad", 18, MAX_OPSET, center_crop_pad),
     ("RoiAlign", 10, MAX_OPSET, roi_align),
+    ("DeformConv", 19, MAX_OPSET, deform_conv),
 ];
 
 /// `(sum over the window of |x|^p)^(1/p)`: zero padding adds nothing to the
@@ -223,6 +225,43 @@ fn roi_align(c: &mut Ctx) -> CResult<()> {
         half_pixel,
     };
     let v = c.apply_inputs(op, &[0, 1, 2])?;
+    c.set_output(0, v);
+    Ok(())
+}
+
+fn deform_conv(c: &mut Ctx) -> CResult<()> {
+    let dtype = c.input_type(0)?.dtype;
+    let wd = c.input_dims(1)?;
+    let od = c.input_dims(2)?;
+    if wd.len() != 4 || od.len() != 4 || od[1] % 2 != 0 {
+        return c.unsupported(format!(
+            "DeformConv with weight {wd:?} and offset {od:?} (2-D only)"
+        ));
+    }
+    if let Some(k) = c.attr_ints("kernel_shape")? {
+        if k.iter().map(|&v| v as usize).ne(wd[2..].iter().copied()) {
+            return c.invalid(format!(
+                "kernel_shape {k:?} does not match the weight {wd:?}"
+            ));
+        }
+    }
+    let op = DeformConv {
+        strides: c.attr_ints("strides")?.unwrap_or_default(),
+        pads: c.attr_ints("pads")?.unwrap_or_default(),
+        dilations: c.attr_ints("dilations")?.unwrap_or_default(),
+        group: c.attr_int("group", 1)?,
+        offset_group: c.attr_int("offset_group", 1)?,
+    };
+    let fill = |shape: &[usize], v: f64| Val::Const {
+        t: Tensor::from_vec_f64(dtype, shape, vec![v; shape.iter().product()]).expect("shape"),
+        param: None,
+    };
+    let b = c.opt_input(3)?.unwrap_or_else(|| fill(&[wd[0]], 0.0));
+    let mask = c
+        .opt_input(4)?
+        .unwrap_or_else(|| fill(&[od[0], od[1] / 2, od[2], od[3]], 1.0));
+    let ins = vec![c.input(0)?, c.input(1)?, c.input(2)?, b, mask];
+    let v = c.apply(op, ins)?;
     c.set_output(0, v);
     Ok(())
 }
