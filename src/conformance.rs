@@ -244,7 +244,7 @@ fn run_test_inner(
         };
         let inputs = read("input", input_names.len())?;
         let expected = read("output", output_names.len())?;
-        let opts = ImportOptions {
+        let mut opts = ImportOptions {
             input_shapes: input_names
                 .iter()
                 .cloned()
@@ -255,25 +255,38 @@ fn run_test_inner(
         let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
         // kiln compiles static graphs: when an integer input feeds a shape-like
         // parameter (axes, pads, a reshape target), bind it at import time, as
-        // a user would with a fixed model. If that is not enough, scalars of
-        // any dtype are bound too (a float OneHot depth, Range's bounds).
-        let mut imported = onnx::import::import_model(&model, &opts);
-        let mut opts = opts.clone();
-        for bind_scalars in [false, true] {
-            match &imported {
-                Err(e) if e.needs_const_inputs() => {}
-                _ => break,
+        // a user would with a fixed model. Inputs the importer names as needed
+        // (Resize's float scales, a Loop condition) are bound too; one
+        // converter may name only its first such input, so this repeats. As a
+        // last resort, scalars of any dtype are bound (a float OneHot depth,
+        // Range's bounds, Dropout's training_mode).
+        let mut attempt = onnx::import::import_model(&model, &opts);
+        let mut bind_scalars = false;
+        for round in 0..5 {
+            let Err(e) = &attempt else { break };
+            if !e.needs_const_inputs() {
+                break;
             }
+            let named = e.const_input_names();
+            let before = opts.const_inputs.len();
             for (name, t) in &feeds {
                 let int = matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32);
-                if int || (bind_scalars && t.shape().is_empty()) {
+                let scalar = bind_scalars && t.shape().is_empty();
+                if (round == 0 && int) || named.contains(name) || scalar {
                     opts.const_inputs.insert(name.clone(), t.clone());
                 }
             }
+            if opts.const_inputs.len() == before {
+                if bind_scalars {
+                    break;
+                }
+                bind_scalars = true;
+                continue;
+            }
             feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
-            imported = onnx::import::import_model(&model, &opts);
+            attempt = onnx::import::import_model(&model, &opts);
         }
-        let imported = imported.map_err(|e| {
+        let imported = attempt.map_err(|e| {
             let status = if e.is_unsupported() {
                 Status::Unsupported
             } else {

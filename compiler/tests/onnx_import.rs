@@ -92,7 +92,21 @@ fn every_unsupported_op_is_reported_at_once_with_node_names() {
             node("FancyOp", "fancy1", &["a"], &["b"], vec![]),
             node("Relu", "r2", &["b"], &["c"], vec![]),
             node("OtherOp", "other", &["c"], &["d"], vec![]),
-            node("MaxPool", "pool", &["x"], &["e", "idx"], vec![]),
+            node(
+                "LpPool",
+                "pool",
+                &["x"],
+                &["e"],
+                vec![
+                    AttributeProto {
+                        name: Some("kernel_shape".into()),
+                        ints: vec![2, 2],
+                        r#type: Some(AttributeType::Ints as i32),
+                        ..Default::default()
+                    },
+                    int_attr("ceil_mode", 1),
+                ],
+            ),
         ],
         vec![vi("x", &[1, 1, 4, 4])],
         &["d", "e"],
@@ -110,9 +124,9 @@ fn every_unsupported_op_is_reported_at_once_with_node_names() {
     assert!(
         matches!(&err.problems[1], Problem::UnsupportedOp { node, op_type, .. } if node == "other" && op_type == "OtherOp")
     );
-    // MaxPool itself is supported, but not its second (indices) output.
+    // LpPool itself is supported, but not in ceil mode.
     assert!(
-        names[2].contains("\"pool\" (MaxPool): unsupported output 1"),
+        names[2].contains("\"pool\" (LpPool): unsupported ceil_mode = 1"),
         "{names:?}"
     );
     // The dependent Relu "r2" is skipped, not reported as a cascade.
@@ -198,4 +212,163 @@ fn garbage_bytes_are_an_error_not_a_panic() {
             assert!(import_model(&m, &ImportOptions::default()).is_err());
         }
     }
+}
+
+fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        g: Some(g),
+        r#type: Some(AttributeType::Graph as i32),
+        ..Default::default()
+    }
+}
+
+fn body(nodes: Vec<NodeProto>, inputs: &[&str], outputs: &[&str]) -> GraphProto {
+    GraphProto {
+        name: Some("body".into()),
+        node: nodes,
+        input: inputs.iter().map(|i| vi(i, &[])).collect(),
+        output: outputs.iter().map(|o| vi(o, &[])).collect(),
+        ..Default::default()
+    }
+}
+
+fn run(m: &ModelProto, opts: &ImportOptions, feeds: &[(&str, Tensor)]) -> Vec<Vec<f64>> {
+    let imp = import_model(m, opts).unwrap_or_else(|e| panic!("{e}"));
+    let feeds = feeds
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    let outs = kiln_ir::run(&imp.graph, &imp.weights, &feeds).unwrap();
+    outs.iter().map(|(_, t)| t.values_f64()).collect()
+}
+
+#[test]
+fn if_inlines_a_branch_or_selects_between_both() {
+    // then: x + one (an outer-scope value); else: -x.
+    let then_g = body(
+        vec![node("Add", "add", &["x", "one"], &["t"], vec![])],
+        &[],
+        &["t"],
+    );
+    let else_g = body(
+        vec![node("Neg", "neg", &["x"], &["e"], vec![])],
+        &[],
+        &["e"],
+    );
+    let m = model(
+        vec![node(
+            "If",
+            "if",
+            &["c"],
+            &["y"],
+            vec![
+                graph_attr("then_branch", then_g),
+                graph_attr("else_branch", else_g),
+            ],
+        )],
+        vec![vi("x", &[2])],
+        &["y"],
+        vec![
+            ("one", Tensor::f32(&[], vec![1.0])),
+            ("c", Tensor::Bool(ndarray::arr0(false).into_dyn())),
+        ],
+    );
+    let x = Tensor::f32(&[2], vec![1.0, 2.0]);
+    // A constant condition inlines only the chosen branch.
+    let imp = import_model(&m, &ImportOptions::default()).unwrap();
+    assert!(!kiln_ir::print(&imp.graph).contains("where"));
+    assert_eq!(
+        run(&m, &ImportOptions::default(), &[("x", x.clone())]),
+        [[-1.0, -2.0]]
+    );
+    // A runtime condition computes both and selects.
+    let mut m = m;
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.retain(|t| t.name() != "c");
+    let mut cvi = vi("c", &[]);
+    if let Some(type_proto::Value::TensorType(t)) =
+        cvi.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = Some(DataType::Bool as i32);
+    }
+    g.input.push(cvi);
+    let c = |b: bool| Tensor::Bool(ndarray::arr0(b).into_dyn());
+    let opts = ImportOptions::default();
+    assert_eq!(
+        run(&m, &opts, &[("x", x.clone()), ("c", c(true))]),
+        [[2.0, 3.0]]
+    );
+    assert_eq!(run(&m, &opts, &[("x", x), ("c", c(false))]), [[-1.0, -2.0]]);
+}
+
+#[test]
+fn loop_and_scan_unroll() {
+    // Loop 3 times: y += x, and emit y each iteration.
+    let loop_body = body(
+        vec![
+            node("Identity", "cond", &["c_in"], &["c_out"], vec![]),
+            node("Add", "acc", &["y_in", "x"], &["y_out"], vec![]),
+            node("Identity", "emit", &["y_out"], &["s"], vec![]),
+        ],
+        &["i", "c_in", "y_in"],
+        &["c_out", "y_out", "s"],
+    );
+    let trip = Tensor::I64(ndarray::arr0(3i64).into_dyn());
+    let m = model(
+        vec![node(
+            "Loop",
+            "loop",
+            &["n", "", "y0"],
+            &["y", "ys"],
+            vec![graph_attr("body", loop_body)],
+        )],
+        vec![vi("x", &[2]), vi("y0", &[2])],
+        &["y", "ys"],
+        vec![("n", trip)],
+    );
+    let x = Tensor::f32(&[2], vec![1.0, 10.0]);
+    let y0 = Tensor::f32(&[2], vec![0.5, 0.5]);
+    let outs = run(
+        &m,
+        &ImportOptions::default(),
+        &[("x", x), ("y0", y0.clone())],
+    );
+    assert_eq!(outs[0], [3.5, 30.5]);
+    assert_eq!(outs[1], [1.5, 10.5, 2.5, 20.5, 3.5, 30.5]);
+
+    // Scan the rows of xs in reverse, keeping a running sum.
+    let scan_body = body(
+        vec![
+            node("Add", "acc", &["s_in", "row"], &["s_out"], vec![]),
+            node("Identity", "emit", &["s_out"], &["e"], vec![]),
+        ],
+        &["s_in", "row"],
+        &["s_out", "e"],
+    );
+    let m = model(
+        vec![node(
+            "Scan",
+            "scan",
+            &["y0", "xs"],
+            &["s", "es"],
+            vec![
+                graph_attr("body", scan_body),
+                int_attr("num_scan_inputs", 1),
+                AttributeProto {
+                    name: Some("scan_input_directions".into()),
+                    ints: vec![1],
+                    r#type: Some(AttributeType::Ints as i32),
+                    ..Default::default()
+                },
+            ],
+        )],
+        vec![vi("y0", &[2]), vi("xs", &[3, 2])],
+        &["s", "es"],
+        vec![],
+    );
+    let xs = Tensor::f32(&[3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let outs = run(&m, &ImportOptions::default(), &[("y0", y0), ("xs", xs)]);
+    assert_eq!(outs[0], [9.5, 12.5]);
+    assert_eq!(outs[1], [5.5, 6.5, 8.5, 10.5, 9.5, 12.5]);
 }

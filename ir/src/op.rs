@@ -191,6 +191,13 @@ impl fmt::Display for ParseOpError {
     }
 }
 
+use crate::ops::deform::DeformConv;
+use crate::ops::grid::{AffineGrid, GridSample};
+use crate::ops::pool_extra::{Col2Im, MaxPoolWithIndices, MaxUnpool};
+use crate::ops::resample::Resize;
+use crate::ops::rnn::Recurrent;
+use crate::ops::roi::RoiAlign;
+use crate::ops::signal::{Dft, Stft};
 use crate::ops::{
     attention::{Attention, RotaryEmbedding},
     linear_attention::LinearAttention,
@@ -271,4 +278,15 @@ declare_ops! {
     DequantizeLinear(DequantizeLinear),
     DynamicQuantizeLinear(DynamicQuantizeLinear),
     BitCast(BitCast),
+    Resize(Resize),
+    Recurrent(Recurrent),
+    GridSample(GridSample),
+    AffineGrid(AffineGrid),
+    MaxPoolWithIndices(MaxPoolWithIndices),
+    MaxUnpool(MaxUnpool),
+    Col2Im(Col2Im),
+    Dft(Dft),
+    Stft(Stft),
+    RoiAlign(RoiAlign),
+    DeformConv(DeformConv),
 }

@@ -87,6 +87,21 @@ impl ImportError {
             .iter()
             .any(|p| matches!(p, Problem::Unsupported { what, .. } if what.contains(NOT_KNOWN)))
     }
+    /// The ONNX value names that were needed at import time but are not
+    /// constants. Binding those that are graph inputs may resolve the problems.
+    pub fn const_input_names(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .filter_map(|p| match p {
+                Problem::Unsupported { what, .. } => {
+                    let rest = &what[what.find(NOT_KNOWN)? + NOT_KNOWN.len()..];
+                    let name = rest.strip_prefix(" (value `")?.strip_suffix("`)")?;
+                    Some(name.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
     /// True when every problem is a missing feature rather than a broken model.
     pub fn is_unsupported(&self) -> bool {
         self.problems.iter().all(Problem::is_unsupported)
@@ -202,7 +217,10 @@ impl<'a> Ctx<'a> {
         match self.opt_input(i)? {
             None => Ok(None),
             Some(Val::Const { t, .. }) => Ok(Some(t)),
-            Some(Val::Value(_)) => self.unsupported(format!("{what} (input {i}) {NOT_KNOWN}")),
+            Some(Val::Value(_)) => {
+                let name = &self.node.input[i];
+                self.unsupported(format!("{what} (input {i}) {NOT_KNOWN} (value `{name}`)"))
+            }
         }
     }
     pub fn const_ints(&self, i: usize, what: &str) -> CResult<Option<Vec<i64>>> {
@@ -414,6 +432,119 @@ impl<'a> Ctx<'a> {
             self.unsupported(format!("attribute `{name}`: {why}"))
         }
     }
+
+    /// A list-of-strings attribute (RNN activations).
+    pub fn attr_strs(&self, name: &str) -> CResult<Option<Vec<String>>> {
+        Ok(self.attr_typed(name, AttributeType::Strings)?.map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }))
+    }
+
+    // Subgraphs (the bodies of If, Loop and Scan).
+    /// A graph-valued attribute, borrowed from the node (not from `self`), so
+    /// the graph can be inlined while the context is mutated.
+    pub fn attr_graph(&self, name: &str) -> CResult<Option<&'a proto::GraphProto>> {
+        let node: &'a NodeProto = self.node;
+        match node.attribute.iter().find(|a| a.name() == name) {
+            None => Ok(None),
+            Some(a) => match &a.g {
+                Some(g)
+                    if matches!(a.r#type(), AttributeType::Graph | AttributeType::Undefined) =>
+                {
+                    Ok(Some(g))
+                }
+                _ => self.invalid(format!("attribute `{name}` should be a graph")),
+            },
+        }
+    }
+    /// The type of a value, constant or not.
+    pub fn val_type(&self, v: &Val) -> TensorType {
+        match v {
+            Val::Value(id) => self.ty(*id),
+            Val::Const { t, .. } => t.ty(),
+        }
+    }
+    /// Convert subgraph `g` in place, its inputs bound to `inputs`, and return
+    /// its outputs. Values of the enclosing scopes stay visible inside; the
+    /// names `g` defines shadow them only while it is converted, so the same
+    /// body can be inlined once per iteration of an unrolled loop. Constants
+    /// fold through the body as they do at the top level.
+    pub fn inline_graph(&mut self, g: &proto::GraphProto, inputs: Vec<Val>) -> CResult<Vec<Val>> {
+        if g.input.len() != inputs.len() {
+            return self.invalid(format!(
+                "subgraph `{}` takes {} inputs, given {}",
+                g.name(),
+                g.input.len(),
+                inputs.len()
+            ));
+        }
+        let defined = g
+            .input
+            .iter()
+            .map(|v| v.name())
+            .chain(g.initializer.iter().map(|t| t.name()))
+            .chain(
+                g.node
+                    .iter()
+                    .flat_map(|n| n.output.iter().map(|s| s.as_str())),
+            )
+            .filter(|s| !s.is_empty());
+        let saved: Vec<(String, Option<Val>)> = defined
+            .map(|n| (n.to_string(), self.imp.vals.remove(n)))
+            .collect();
+        let result = self.inline_scope(g, inputs);
+        // Restore in reverse, so a name defined twice gets its outer value back.
+        for (name, v) in saved.into_iter().rev() {
+            match v {
+                Some(v) => self.imp.vals.insert(name, v),
+                None => self.imp.vals.remove(&name),
+            };
+        }
+        result
+    }
+    fn inline_scope(&mut self, g: &proto::GraphProto, inputs: Vec<Val>) -> CResult<Vec<Val>> {
+        for init in &g.initializer {
+            let t = tensor_from_proto(init).or_else(|e| {
+                self.unsupported(format!("subgraph initializer `{}`: {e}", init.name()))
+            })?;
+            self.imp
+                .vals
+                .insert(init.name().to_string(), Val::Const { t, param: None });
+        }
+        for (vi, v) in g.input.iter().zip(inputs) {
+            self.imp.vals.insert(vi.name().to_string(), v);
+        }
+        for n in &g.node {
+            let domain_ok = n.domain().is_empty() || n.domain() == "ai.onnx";
+            if !domain_ok || super::ops::converter(n.op_type(), self.opset).is_none() {
+                return Err(Problem::UnsupportedOp {
+                    node: node_name(n),
+                    op_type: n.op_type().to_string(),
+                    opset: self.opset,
+                });
+            }
+        }
+        let mut problems = Vec::new();
+        let mut poisoned = std::collections::HashSet::new();
+        convert_nodes(self.imp, &g.node, self.opset, &mut problems, &mut poisoned);
+        if let Some(p) = problems.into_iter().next() {
+            return Err(p);
+        }
+        g.output
+            .iter()
+            .map(|o| match self.imp.vals.get(o.name()) {
+                Some(v) => Ok(v.clone()),
+                None => self.invalid(format!(
+                    "subgraph `{}` output `{}` is never computed",
+                    g.name(),
+                    o.name()
+                )),
+            })
+            .collect()
+    }
 }
 
 pub fn node_name(n: &NodeProto) -> String {
@@ -576,51 +707,7 @@ pub fn import_model(
             });
         }
     }
-    for n in &graph.node {
-        let Some(conv) = super::ops::converter(n.op_type(), opset)
-            .filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")
-        else {
-            poisoned.extend(n.output.iter().cloned());
-            continue;
-        };
-        if n.input.iter().any(|i| poisoned.contains(i)) {
-            poisoned.extend(n.output.iter().cloned());
-            continue;
-        }
-        let mut ctx = Ctx {
-            imp: &mut imp,
-            node: n,
-            opset,
-            outputs: Vec::new(),
-        };
-        match conv(&mut ctx) {
-            Ok(()) => {
-                let outs = std::mem::take(&mut ctx.outputs);
-                for (i, name) in n.output.iter().enumerate() {
-                    if name.is_empty() {
-                        continue;
-                    }
-                    match outs.get(i).cloned().flatten() {
-                        Some(v) => {
-                            imp.vals.insert(name.clone(), v);
-                        }
-                        None => {
-                            problems.push(Problem::Unsupported {
-                                node: node_name(n),
-                                op_type: n.op_type().into(),
-                                what: format!("output {i} (`{name}`)"),
-                            });
-                            poisoned.insert(name.clone());
-                        }
-                    }
-                }
-            }
-            Err(p) => {
-                problems.push(p);
-                poisoned.extend(n.output.iter().cloned());
-            }
-        }
-    }
+    convert_nodes(&mut imp, &graph.node, opset, &mut problems, &mut poisoned);
 
     for vo in &graph.output {
         if poisoned.contains(vo.name()) {
@@ -669,4 +756,75 @@ pub fn import_model(
         graph: imp.g,
         weights: imp.weights,
     })
+}
+
+/// Convert `nodes` in order. A node whose converter fails poisons its
+/// outputs, and nodes reading a poisoned value are skipped.
+fn convert_nodes(
+    imp: &mut Importer,
+    nodes: &[NodeProto],
+    opset: i64,
+    problems: &mut Vec<Problem>,
+    poisoned: &mut std::collections::HashSet<String>,
+) {
+    for n in nodes {
+        let Some(conv) = super::ops::converter(n.op_type(), opset)
+            .filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")
+        else {
+            poisoned.extend(n.output.iter().cloned());
+            continue;
+        };
+        let mut reads: Vec<&str> = n.input.iter().map(|s| s.as_str()).collect();
+        subgraph_reads(n, &mut reads);
+        if reads.iter().any(|i| poisoned.contains(*i)) {
+            poisoned.extend(n.output.iter().cloned());
+            continue;
+        }
+        let mut ctx = Ctx {
+            imp: &mut *imp,
+            node: n,
+            opset,
+            outputs: Vec::new(),
+        };
+        match conv(&mut ctx) {
+            Ok(()) => {
+                let outs = std::mem::take(&mut ctx.outputs);
+                for (i, name) in n.output.iter().enumerate() {
+                    if name.is_empty() {
+                        continue;
+                    }
+                    match outs.get(i).cloned().flatten() {
+                        Some(v) => {
+                            imp.vals.insert(name.clone(), v);
+                        }
+                        None => {
+                            problems.push(Problem::Unsupported {
+                                node: node_name(n),
+                                op_type: n.op_type().into(),
+                                what: format!("output {i} (`{name}`)"),
+                            });
+                            poisoned.insert(name.clone());
+                        }
+                    }
+                }
+            }
+            Err(p) => {
+                problems.push(p);
+                poisoned.extend(n.output.iter().cloned());
+            }
+        }
+    }
+}
+
+/// Every value name that the subgraphs of `n` (at any depth) read, so that a
+/// node whose body uses a value that failed to import is skipped too.
+fn subgraph_reads<'n>(n: &'n NodeProto, out: &mut Vec<&'n str>) {
+    for a in &n.attribute {
+        for g in a.g.iter().chain(&a.graphs) {
+            for inner in &g.node {
+                out.extend(inner.input.iter().map(|s| s.as_str()));
+                subgraph_reads(inner, out);
+            }
+        }
+    }
 }

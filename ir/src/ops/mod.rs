@@ -3,9 +3,11 @@
 pub mod binary;
 pub mod bitcast;
 pub mod conv;
+pub mod deform;
 pub mod einsum;
 pub mod elementwise;
 pub mod elementwise_more;
+pub mod grid;
 pub mod index;
 pub mod linalg;
 pub mod movement;
@@ -20,6 +22,11 @@ pub mod attention;
 pub mod linear_attention;
 pub mod loss;
 pub mod norm_more;
+pub mod pool_extra;
+pub mod resample;
+pub mod rnn;
+pub mod roi;
+pub mod signal;
 
 use crate::dtype::DType;
 use crate::op::{dtype_err, shape_err, OpResult};

@@ -371,14 +371,14 @@ pub struct Pool {
 }
 
 /// What `infer` works out for a pool, reused by `eval`.
-struct PoolPlan {
-    geom: Geometry,
+pub(crate) struct PoolPlan {
+    pub geom: Geometry,
     /// Input spatial dims.
-    xs: Vec<usize>,
-    kernel: Vec<usize>,
+    pub xs: Vec<usize>,
+    pub kernel: Vec<usize>,
     /// Output spatial dims.
-    out: Vec<usize>,
-    ty: TensorType,
+    pub out: Vec<usize>,
+    pub ty: TensorType,
 }
 
 impl Pool {
@@ -395,7 +395,7 @@ impl Pool {
         }
     }
 
-    fn plan(&self, inputs: &[&TensorType]) -> OpResult<PoolPlan> {
+    pub(crate) fn plan(&self, inputs: &[&TensorType]) -> OpResult<PoolPlan> {
         expect_arity(inputs, 1)?;
         let op = self.spelling();
         let n = self.kernel.len();
@@ -405,7 +405,18 @@ impl Pool {
                 "must list one size per spatial dim, found an empty list",
             );
         }
-        let xs = check_nc_input(inputs[0], Some(n), op)?;
+        // Max pooling is exact on integers too (ONNX allows int8 and uint8).
+        let x = inputs[0];
+        let small_int = matches!(x.dtype, crate::dtype::DType::I8 | crate::dtype::DType::U8);
+        let xs = if self.kind == PoolKind::Max && small_int {
+            check_nc_input(
+                &TensorType::new(crate::dtype::DType::F64, x.shape.clone()),
+                Some(n),
+                op,
+            )?
+        } else {
+            check_nc_input(x, Some(n), op)?
+        };
         let kernel = dim_list("kernel", &self.kernel, n, 1, 1, 1)?;
         let g = Geometry::resolve(n, &self.strides, &self.pads, &self.dilations)?;
         let out: Vec<usize> = (0..n)

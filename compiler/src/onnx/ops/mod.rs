@@ -1,16 +1,21 @@
 //! ONNX op converters, one file per op family. Each table row names the ONNX
 //! op, the opset range the converter covers, and the converter.
 
+mod control;
 mod elementwise;
 mod index;
 mod math;
 mod nn;
 mod quant;
 mod reduce;
+mod resample;
+mod rnn;
 mod shape;
 // Attention, normalisations, losses, activations (issue 3, nn family).
 mod attention;
 mod norm_loss;
+mod signal;
+mod spatial;
 
 use super::import::{CResult, Ctx};
 
@@ -23,7 +28,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 9] {
+fn tables() -> [&'static [Row]; 14] {
     [
         elementwise::OPS,
         math::OPS,
@@ -34,6 +39,11 @@ fn tables() -> [&'static [Row]; 9] {
         attention::OPS,
         norm_loss::OPS,
         quant::OPS,
+        control::OPS,
+        resample::OPS,
+        rnn::OPS,
+        spatial::OPS,
+        signal::OPS,
     ]
 }
 

@@ -31,7 +31,7 @@ pub const OPS: &[Row] = &[
 
 /// Explicit pads for `auto_pad` SAME_UPPER / SAME_LOWER / VALID / NOTSET.
 /// `kernel` is the effective kernel extent ((k-1)*dilation + 1) per axis.
-fn auto_pads(
+pub(super) fn auto_pads(
     c: &Ctx,
     spatial: &[usize],
     kernel: &[usize],
@@ -65,7 +65,7 @@ fn auto_pads(
     }
 }
 
-fn spatial_of(c: &Ctx, i: usize) -> CResult<Vec<usize>> {
+pub(super) fn spatial_of(c: &Ctx, i: usize) -> CResult<Vec<usize>> {
     let dims = c.input_dims(i)?;
     if dims.len() < 3 {
         return c.invalid(format!("input {i} must have rank >= 3, found {dims:?}"));
@@ -73,7 +73,7 @@ fn spatial_of(c: &Ctx, i: usize) -> CResult<Vec<usize>> {
     Ok(dims[2..].to_vec())
 }
 
-fn effective_kernel(kernel: &[usize], dilations: &[i64]) -> Vec<usize> {
+pub(super) fn effective_kernel(kernel: &[usize], dilations: &[i64]) -> Vec<usize> {
     kernel
         .iter()
         .enumerate()
@@ -166,12 +166,6 @@ fn conv_transpose(c: &mut Ctx) -> CResult<()> {
 }
 
 fn pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
-    if c.wants_output(1) {
-        return c.unsupported("output 1 (argmax indices)");
-    }
-    if c.attr_int("storage_order", 0)? != 0 {
-        return c.unsupported("storage_order = 1");
-    }
     let Some(kernel) = c.attr_ints("kernel_shape")? else {
         return c.invalid("kernel_shape is required");
     };
@@ -192,6 +186,22 @@ fn pool(c: &mut Ctx, kind: PoolKind) -> CResult<()> {
     op.dilations = dilations;
     op.ceil_mode = c.attr_int("ceil_mode", 0)? != 0;
     op.count_include_pad = c.attr_int("count_include_pad", 0)? != 0;
+    if c.wants_output(1) {
+        // The argmax indices (MaxPool only: AveragePool has one output).
+        let storage_order = c.attr_int("storage_order", 0)? != 0;
+        let op = kiln_ir::ops::pool_extra::MaxPoolWithIndices {
+            pool: op,
+            storage_order,
+        };
+        let x = c.input(0)?;
+        let mut outs = c.apply_multi(op, vec![x])?.into_iter();
+        for i in 0..2 {
+            if let Some(v) = outs.next() {
+                c.set_output(i, v);
+            }
+        }
+        return Ok(());
+    }
     let v = c.apply_inputs(op, &[0])?;
     c.set_output(0, v);
     Ok(())

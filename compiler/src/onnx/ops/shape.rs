@@ -321,6 +321,9 @@ fn range(c: &mut Ctx) -> CResult<()> {
         get(c, 1, "limit")?,
         get(c, 2, "delta")?,
     );
+    if [&start, &limit, &delta].iter().any(|t| t.len() != 1) {
+        return c.invalid("start, limit and delta must each hold one value");
+    }
     let dtype = start.dtype();
     let t = if dtype.is_float() {
         let (s, l, d) = (
@@ -334,7 +337,8 @@ fn range(c: &mut Ctx) -> CResult<()> {
         let n = ((l - s) / d).ceil().max(0.0) as usize;
         Tensor::from_vec_f64(dtype, &[n], (0..n).map(|i| s + i as f64 * d).collect()).expect("1-D")
     } else {
-        let (s, l, d) = (start.to_i64()[[]], limit.to_i64()[[]], delta.to_i64()[[]]);
+        let one = |t: &Tensor| t.to_i64().iter().next().copied().unwrap_or(0);
+        let (s, l, d) = (one(&start), one(&limit), one(&delta));
         if d == 0 {
             return c.invalid("delta is 0");
         }
