@@ -5,4 +5,5 @@
 //! executor and the C API build on this. It never depends on the compiler or on
 //! protobuf.
 
+pub mod gemm;
 pub mod host;
