@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::kernels::{kernels, params, MAX_MR, MAX_NR};
+use super::kernels::{axpy, kernels, params, MAX_MR, MAX_NR};
 use super::pack::{pack_a_panel, pack_b, packed_len};
 use super::{Ctx, Epilogue, EpilogueTile, Isa, MatRef, PackedB};
 
@@ -142,7 +142,7 @@ fn plan(job: &Job<'_>, threads: usize) -> Plan {
     let p = params(job.isa);
     let nstrips = job.n.div_ceil(p.nr);
     let strip_bytes = (job.k * p.nr * 4).max(1);
-    let mut strips = (B_PANEL_BYTES / strip_bytes).clamp(1, nstrips);
+    let mut strips = (super::kernels::tune_panel() / strip_bytes).clamp(1, nstrips);
     if threads > 1 {
         // Enough column units to balance the threads, if N allows.
         let want = 4 * threads;
@@ -333,5 +333,93 @@ pub(crate) fn pack_a_batches(
     match ctx.pool.filter(|p| p.current_num_threads() > 1 && dst.len() >= 1 << 16) {
         Some(pool) => pool.install(|| dst.par_chunks_mut(mr * k).enumerate().for_each(panel)),
         None => dst.chunks_mut(mr * k).enumerate().for_each(panel),
+    }
+}
+
+/// Rows up to which a raw, row-major B is streamed rather than packed.
+pub(crate) const SMALL_M: usize = 4;
+/// Bytes of C per small-M unit, meant to stay in L1 while B streams past.
+const SMALL_M_C_BYTES: usize = 24 * 1024;
+
+/// A product with few rows: `C[i, :] (+)= Σ_k A[i, k]·B[k, :]`, B row-major.
+pub(crate) struct SmallM<'a> {
+    pub isa: Isa,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batches: usize,
+    pub a: MatRef<'a>,
+    pub a_stride: usize,
+    pub b: MatRef<'a>,
+    pub b_stride: usize,
+    /// Checked like `Job::c`: every element below `c_len`, batches apart.
+    pub c: CPtr,
+    pub c_len: usize,
+    pub ldc: usize,
+    pub c_stride: usize,
+    pub accumulate: bool,
+    pub epilogue: Option<&'a Epilogue<'a>>,
+}
+
+/// Runs a [`SmallM`] product in column blocks, on `ctx`'s pool when worth it.
+/// Each element is the same multiply-add chain, in increasing `k`, as in the
+/// blocked kernels of the ISA, so the result is bitwise the same.
+pub(crate) fn run_small_m(ctx: &Ctx<'_>, job: &SmallM<'_>) {
+    let macs = job
+        .m
+        .saturating_mul(job.n)
+        .saturating_mul(job.k.max(1))
+        .saturating_mul(job.batches);
+    let pool = ctx.pool.filter(|p| p.current_num_threads() > 1 && macs >= PAR_MIN_MACS);
+    let threads = pool.map_or(1, |p| p.current_num_threads());
+    // Wide blocks keep B's row segments long (the prefetchers stop at page
+    // boundaries); with threads, about two blocks per thread.
+    let mut cols = (SMALL_M_C_BYTES / (4 * job.m)).max(16).min(job.n);
+    if threads > 1 {
+        let per = job.n.div_ceil((2 * threads).div_ceil(job.batches)).div_ceil(16) * 16;
+        cols = cols.min(per.max(64));
+    }
+    let col_blocks = job.n.div_ceil(cols);
+    let f = axpy(job.isa);
+    let unit = |u: usize| {
+        let (batch, cb) = (u / col_blocks, u % col_blocks);
+        let j0 = cb * cols;
+        let w = cols.min(job.n - j0);
+        let a = job.a.offset(batch * job.a_stride);
+        let b = job.b.offset(batch * job.b_stride);
+        let (_, brs) = (b.cs, b.rs);
+        let c_off = batch * job.c_stride + j0;
+        assert!(c_off + (job.m - 1) * job.ldc + w <= job.c_len);
+        // SAFETY: the rows `c_off + i·ldc .. + w` lie inside C (asserted),
+        // are distinct for distinct `i` (`ldc >= n >= w`, checked by
+        // `MatMut`), and belong to this unit alone: units cover disjoint
+        // (batch, column block) pairs and C's batches do not overlap.
+        let mut rows: Vec<&mut [f32]> = (0..job.m)
+            .map(|i| unsafe {
+                std::slice::from_raw_parts_mut(job.c.0.add(c_off + i * job.ldc), w)
+            })
+            .collect();
+        if !job.accumulate {
+            rows.iter_mut().for_each(|r| r.fill(0.0));
+        }
+        for p in 0..job.k {
+            let brow = &b.data()[p * brs + j0..][..w];
+            for (i, row) in rows.iter_mut().enumerate() {
+                f(a.at(i, p), brow, row);
+            }
+        }
+        drop(rows);
+        if let Some(epi) = job.epilogue {
+            // SAFETY: as above; the row slices were dropped.
+            let tile = unsafe {
+                EpilogueTile::new(batch, 0, j0, job.m, w, job.c.0.add(c_off), job.ldc)
+            };
+            epi(tile);
+        }
+    };
+    let nunits = job.batches * col_blocks;
+    match pool {
+        Some(pool) => pool.install(|| (0..nunits).into_par_iter().for_each(unit)),
+        None => (0..nunits).for_each(unit),
     }
 }

@@ -63,11 +63,33 @@ pub(crate) const MAX_MR: usize = 12;
 pub(crate) const MAX_NR: usize = 32;
 
 pub(crate) fn params(isa: Isa) -> Params {
-    match isa {
+    let mut p = match isa {
         Isa::Portable => PORTABLE,
         Isa::Avx2 => AVX2,
         Isa::Avx512 => AVX512,
+    };
+    // TUNING-TEMP
+    if let Some((kc, mc)) = tune() {
+        p.kc = kc;
+        p.mc = mc / p.mr * p.mr;
     }
+    p
+}
+
+// TUNING-TEMP
+pub(crate) fn tune() -> Option<(usize, usize)> {
+    static T: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        let v = std::env::var("KILN_TUNE").ok()?;
+        let mut it = v.split(',').map(|x| x.parse::<usize>().unwrap());
+        Some((it.next()?, it.next()?))
+    })
+}
+pub(crate) fn tune_panel() -> usize {
+    static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("KILN_PANEL").ok().map_or(192 * 1024, |v| v.parse::<usize>().unwrap() * 1024)
+    })
 }
 
 /// The kernels of `isa`, indexed by `R - 1`. The caller must have checked
@@ -208,6 +230,14 @@ mod x86 {
         splat = _mm512_set1_ps, fma = _mm512_fmadd_ps
     );
 
+    /// `c = fma(x, b, c)`, for the AVX2 and AVX-512 ISAs (both fuse).
+    pub(super) fn axpy_fma(x: f32, b: &[f32], c: &mut [f32]) {
+        // SAFETY: only handed out for ISAs whose availability implies AVX2
+        // and FMA (`Isa::is_available` checks FMA for both; AVX-512F CPUs
+        // have AVX2), and callers check availability first.
+        unsafe { super::x86_axpy::axpy_fma_impl(x, b, c) }
+    }
+
     pub(super) static AVX2_KERNELS: [KernelFn; 6] = [
         avx2_kernel::<1>,
         avx2_kernel::<2>,
@@ -231,4 +261,51 @@ mod x86 {
         avx512_kernel::<11>,
         avx512_kernel::<12>,
     ];
+}
+
+/// `c[j] = b[j] · x + c[j]` for every `j`, rounded as the microkernels of
+/// the same ISA round (fused on AVX2/AVX-512, separately on portable), so a
+/// product computed row by row is bitwise equal to the blocked one.
+pub(crate) type AxpyFn = fn(x: f32, b: &[f32], c: &mut [f32]);
+
+pub(crate) fn axpy(isa: Isa) -> AxpyFn {
+    match isa {
+        Isa::Portable => axpy_portable,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 => x86::axpy_fma,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => axpy_portable,
+    }
+}
+
+fn axpy_portable(x: f32, b: &[f32], c: &mut [f32]) {
+    for (cv, bv) in c.iter_mut().zip(b) {
+        *cv += x * bv;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_axpy {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy_fma_impl(x: f32, b: &[f32], c: &mut [f32]) {
+        let n = b.len().min(c.len());
+        let xv = _mm256_set1_ps(x);
+        let mut j = 0;
+        while j + 8 <= n {
+            // SAFETY: j + 8 <= n, within both slices.
+            unsafe {
+                let bv = _mm256_loadu_ps(b.as_ptr().add(j));
+                let cv = _mm256_loadu_ps(c.as_ptr().add(j));
+                _mm256_storeu_ps(c.as_mut_ptr().add(j), _mm256_fmadd_ps(xv, bv, cv));
+            }
+            j += 8;
+        }
+        for (cv, bv) in c[j..n].iter_mut().zip(&b[j..n]) {
+            *cv = x.mul_add(*bv, *cv);
+        }
+    }
 }

@@ -17,6 +17,10 @@
 //! When a row block has seen all of K it is finished, and the epilogue (if
 //! any) is called on it while it is still in cache.
 //!
+//! A product with at most 4 rows and a raw row-major B (a GEMV, a decoder
+//! step) is bound by reading B, so it skips packing: each column block of C
+//! stays in L1 while B's rows stream past once, `C[i, :] += A[i, k]·B[k, :]`.
+//!
 //! ## Threads and determinism
 //! Units are independent and run on the caller's rayon pool ([`Ctx::with_pool`]),
 //! or on the calling thread without one. Work is split only over output
@@ -39,7 +43,7 @@ mod pack;
 
 use std::marker::PhantomData;
 
-pub(crate) use driver::{run_job, AlignedBuf, CPtr, Job, PanelSource};
+pub(crate) use driver::{run_job, AlignedBuf, CPtr, Job, PanelSource, RawB};
 pub(crate) use kernels::params;
 
 /// The instruction set a kernel family uses. Chosen at run time with
@@ -82,7 +86,9 @@ impl Isa {
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -689,6 +695,31 @@ pub fn sgemm_batched<'a>(
         return Ok(());
     }
 
+    if let (Lhs::Raw(av), Rhs::Raw(bv)) = (a, b) {
+        if m <= driver::SMALL_M && bv.cs == 1 {
+            // A few rows times a row-major B: stream B's rows once instead
+            // of packing it (GEMV and small batches are bound by reading B).
+            let job = driver::SmallM {
+                isa: ctx.isa,
+                m,
+                n,
+                k,
+                batches,
+                a: av,
+                a_stride,
+                b: bv,
+                b_stride,
+                c: CPtr(c.data.as_mut_ptr()),
+                c_len: c.data.len(),
+                ldc: c.ld,
+                c_stride,
+                accumulate,
+                epilogue,
+            };
+            driver::run_small_m(ctx, &job);
+            return Ok(());
+        }
+    }
     let p = params(ctx.isa);
     // A: borrowed when pre-packed, else packed whole (all batches) up front,
     // so each A panel is packed once however the output is split.
@@ -737,4 +768,4 @@ pub fn sgemm_batched<'a>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
