@@ -4,7 +4,8 @@
 //! cargo run --release -p kiln-runtime --example gemm_bench [-- SHAPE [ISA]]
 //! ```
 //!
-//! `SHAPE` keeps the shapes whose name contains it (`1024`, `gemv`, ...);
+//! `SHAPE` keeps the shapes whose name contains it (`1024`, `gemv`,
+//! `conv` for all convolutions, ...);
 //! `ISA` limits kiln to one instruction set (`avx2`, `portable`, `avx512`).
 //!
 //! For each shape and thread count it prints the median of repeated runs
@@ -20,7 +21,8 @@
 
 use std::time::{Duration, Instant};
 
-use kiln_runtime::gemm::{sgemm, Ctx, Isa, MatMut, MatRef, PackedB};
+use kiln_runtime::conv::{Conv2d, Conv2dParams};
+use kiln_runtime::gemm::{sgemm, Ctx, Isa, MatMut, MatRef, PackedA, PackedB};
 
 fn rand_vec(seed: u64, len: usize) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -137,7 +139,9 @@ fn mm(a: &[f32], b: &[f32], c: &mut [f32], (m, n, k): (usize, usize, usize), par
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
-    let only_isa = std::env::args().nth(2).map(|s| Isa::parse(&s).expect("ISA name"));
+    let only_isa = std::env::args()
+        .nth(2)
+        .map(|s| Isa::parse(&s).expect("ISA name"));
     let shapes = [
         ("256^3", 256, 256, 256),
         ("1024^3", 1024, 1024, 1024),
@@ -152,6 +156,9 @@ fn main() {
         "{:<18} {:>3}  {:<24} {:>9} {:>8} {:>12}",
         "shape", "thr", "impl", "median ms", "GFLOP/s", "cpu GFLOP/s"
     );
+    if filter.is_empty() || filter.contains("conv") || filter.starts_with("dw") {
+        bench_convs(&filter, only_isa);
+    }
     for (name, m, n, k) in shapes {
         if !name.contains(&filter) {
             continue;
@@ -210,6 +217,89 @@ fn main() {
                     flops / t / 1e9,
                     cpu_rate
                 );
+            }
+        }
+    }
+}
+
+/// Convolutions from ResNet-18 and MobileNet, against the GEMM of the same
+/// M, N, K on operands already packed (what the im2col packing costs).
+fn bench_convs(filter: &str, only_isa: Option<Isa>) {
+    // (name, C, M, groups, kernel, stride, pad, H)
+    let cases = [
+        ("conv7x7 s2 3->64 224", 3, 64, 1, 7, 2, 3, 224),
+        ("conv3x3 64->64 56", 64, 64, 1, 3, 1, 1, 56),
+        ("conv3x3 256->256 14", 256, 256, 1, 3, 1, 1, 14),
+        ("conv1x1 256->64 56", 256, 64, 1, 1, 1, 0, 56),
+        ("dw3x3 128 56", 128, 128, 128, 3, 1, 1, 56),
+    ];
+    for (name, c, m, g, k, s, pad, h) in cases {
+        if !name.contains(filter) && !filter.is_empty() && filter != "conv" {
+            continue;
+        }
+        let p = Conv2dParams {
+            in_channels: c,
+            out_channels: m,
+            groups: g,
+            kernel: [k, k],
+            strides: [s, s],
+            dilations: [1, 1],
+            pads: [pad; 4],
+        };
+        let [oh, ow] = p.output_size(h, h).unwrap();
+        let kdim = c / g * k * k;
+        let flops = 2.0 * (m * oh * ow * kdim) as f64;
+        let x = rand_vec(3, c * h * h);
+        let w = rand_vec(4, m * kdim);
+        let bias = rand_vec(5, m);
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            for isa in Isa::available().into_iter().rev() {
+                if only_isa.is_some_and(|o| o != isa)
+                    || (only_isa.is_none() && isa == Isa::Portable)
+                {
+                    continue;
+                }
+                let ctx = Ctx::new(isa).with_pool(&pool);
+                let conv = Conv2d::new(isa, p.clone(), &w, Some(&bias)).unwrap();
+                let mut y = vec![0.0; m * oh * ow];
+                let relu = |mut t: kiln_runtime::gemm::EpilogueTile<'_>| {
+                    t.for_each_row(|_, r| r.iter_mut().for_each(|v| *v = v.max(0.0)))
+                };
+                let (t, cpu) = median_secs(|| {
+                    conv.run(&ctx, &x, [1, h, h], &mut y, Some(&relu)).unwrap();
+                });
+                let mut rows = vec![(format!("kiln {isa} conv+bias+relu"), t, cpu)];
+                if g == 1 {
+                    let pa = PackedA::new(isa, MatRef::row_major(&w, m, kdim).unwrap()).unwrap();
+                    let cols = rand_vec(6, kdim * oh * ow);
+                    let pb = PackedB::new(isa, MatRef::row_major(&cols, kdim, oh * ow).unwrap())
+                        .unwrap();
+                    let (t, cpu) = median_secs(|| {
+                        let cm = MatMut::row_major(&mut y, m, oh * ow).unwrap();
+                        sgemm(&ctx, &pa, &pb, cm, false, None).unwrap();
+                    });
+                    rows.push((format!("kiln {isa} same GEMM, packed"), t, cpu));
+                }
+                for (label, t, cpu) in rows {
+                    let cpu_rate = if threads == 1 {
+                        format!("{:.1}", flops / cpu / 1e9)
+                    } else {
+                        "-".into()
+                    };
+                    println!(
+                        "{:<22} {:>3}  {:<30} {:>9.3} {:>8.1} {:>12}",
+                        name,
+                        threads,
+                        label,
+                        t * 1e3,
+                        flops / t / 1e9,
+                        cpu_rate
+                    );
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Depthwise convolution (`groups == C == M`): one small filter per channel,
 //! run directly, vectorised along output rows.
 
-use super::im2col::Geometry;
 use super::for_each_plane;
+use super::im2col::Geometry;
 use crate::gemm::{Ctx, Epilogue, EpilogueTile, Isa};
 
 /// `y[n][c] = bias[c] + Σ_kh Σ_kw w[c][kh][kw] · x[n][c][..]`, summed in that
@@ -55,6 +55,25 @@ unsafe fn plane_avx2(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f
 
 #[inline(always)]
 fn plane(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+    // Per kernel column: the output columns it reaches and the input column
+    // of the first (independent of the output row, so computed once).
+    let mut cols = [(0usize, 0usize, 0usize); 16];
+    let mut cols_vec = Vec::new();
+    let taps: &mut [(usize, usize, usize)] = if g.kw <= cols.len() {
+        &mut cols[..g.kw]
+    } else {
+        cols_vec.resize(g.kw, (0, 0, 0));
+        &mut cols_vec
+    };
+    for (kw, t) in taps.iter_mut().enumerate() {
+        let r = Geometry::valid(g.ow, g.w, g.sw, kw * g.dw, g.left);
+        let first = if r.is_empty() {
+            0
+        } else {
+            r.start * g.sw + kw * g.dw - g.left
+        };
+        *t = (r.start, r.end, first);
+    }
     for (oh, yrow) in out.chunks_exact_mut(g.ow).enumerate() {
         yrow.fill(bias);
         for kh in 0..g.kh {
@@ -63,16 +82,14 @@ fn plane(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
                 continue;
             }
             let xrow = &x[ih * g.w..][..g.w];
-            for kw in 0..g.kw {
-                let wt = w[kh * g.kw + kw];
-                let r = Geometry::valid(g.ow, g.w, g.sw, kw * g.dw, g.left);
-                if r.is_empty() {
+            for (kw, &(lo, hi, first)) in taps.iter().enumerate() {
+                if lo >= hi {
                     continue;
                 }
-                let first = r.start * g.sw + kw * g.dw - g.left;
-                let ys = &mut yrow[r.clone()];
+                let wt = w[kh * g.kw + kw];
+                let ys = &mut yrow[lo..hi];
                 if g.sw == 1 {
-                    for (yv, xv) in ys.iter_mut().zip(&xrow[first..][..r.len()]) {
+                    for (yv, xv) in ys.iter_mut().zip(&xrow[first..][..hi - lo]) {
                         *yv += wt * xv;
                     }
                 } else {

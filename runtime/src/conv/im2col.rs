@@ -81,56 +81,109 @@ impl PanelSource for Im2col<'_> {
         nr: usize,
         scratch: &'s mut AlignedBuf,
     ) -> &'s [f32] {
-        let g = self.geo;
-        let k = self.k;
         let strips = cols.div_ceil(nr);
-        let dst = scratch.resize(strips * nr * k);
+        let dst = scratch.resize(strips * nr * self.k);
         // `batch` enumerates (image, group) pairs in the order their channel
         // blocks appear in x, so the group's input starts at batch·C/G·H·W.
         let x = &self.x[batch * self.group_len..][..self.group_len];
-        let hw = g.h * g.w;
-        for kk in 0..k {
-            let kw = kk % g.kw;
-            let kh = (kk / g.kw) % g.kh;
-            let ci = kk / (g.kw * g.kh);
-            let plane = &x[ci * hw..][..hw];
-            let cols_ok = Geometry::valid(g.ow, g.w, g.sw, kw * g.dw, g.left);
-            for s in 0..strips {
-                let d = &mut dst[(s * k + kk) * nr..][..nr];
-                let js = j0 + s * nr;
-                let je = (js + nr).min(j0 + cols);
-                // Walk the strip's columns one output row at a time.
-                let mut j = js;
-                while j < je {
-                    let (oh, ow0) = (j / g.ow, j % g.ow);
-                    let len = (g.ow - ow0).min(je - j);
-                    let seg = &mut d[j - js..][..len];
-                    let ih = (oh * g.sh + kh * g.dh).wrapping_sub(g.top);
-                    if ih >= g.h {
-                        seg.fill(0.0);
-                    } else {
-                        let row = &plane[ih * g.w..][..g.w];
-                        let lo = cols_ok.start.clamp(ow0, ow0 + len);
-                        let hi = cols_ok.end.clamp(lo, ow0 + len);
-                        seg[..lo - ow0].fill(0.0);
-                        seg[hi - ow0..].fill(0.0);
-                        let mid = &mut seg[lo - ow0..hi - ow0];
-                        if !mid.is_empty() {
-                            let first = lo * g.sw + kw * g.dw - g.left;
-                            if g.sw == 1 {
-                                mid.copy_from_slice(&row[first..][..mid.len()]);
-                            } else {
-                                for (t, v) in mid.iter_mut().enumerate() {
-                                    *v = row[first + t * g.sw];
-                                }
-                            }
-                        }
-                    }
-                    j += len;
-                }
-                d[je - js..].fill(0.0);
-            }
+        match nr {
+            8 => pack::<8>(self.geo, x, self.k, j0, cols, dst),
+            16 => pack::<16>(self.geo, x, self.k, j0, cols, dst),
+            32 => pack::<32>(self.geo, x, self.k, j0, cols, dst),
+            _ => unreachable!("no ISA has NR = {nr}"),
         }
         dst
+    }
+}
+
+/// A run of panel columns inside one strip and one output row.
+#[derive(Clone, Copy)]
+struct Seg {
+    /// Index in the panel of the run's first element for row `kk = 0`.
+    dst: usize,
+    oh: usize,
+    ow: usize,
+    len: usize,
+}
+
+/// Packs columns `j0..j0+cols` of the columns matrix in `NR`-wide strips.
+fn pack<const NR: usize>(
+    g: &Geometry,
+    x: &[f32],
+    k: usize,
+    j0: usize,
+    cols: usize,
+    dst: &mut [f32],
+) {
+    // The runs depend only on the columns: cut them once per panel.
+    let mut segs = Vec::with_capacity(cols.div_ceil(NR) * 2 + 2);
+    let mut jj = 0;
+    while jj < cols {
+        let (s, lane) = (jj / NR, jj % NR);
+        let (oh, ow) = ((j0 + jj) / g.ow, (j0 + jj) % g.ow);
+        let len = (NR - lane).min(g.ow - ow).min(cols - jj);
+        segs.push(Seg {
+            dst: s * k * NR + lane,
+            oh,
+            ow,
+            len,
+        });
+        jj += len;
+    }
+    if cols % NR != 0 {
+        // Lanes past the last column stay zero for every row.
+        dst[(cols / NR) * k * NR..].fill(0.0);
+    }
+    let hw = g.h * g.w;
+    let mut kk = 0;
+    for ci in 0..k / (g.kh * g.kw) {
+        let plane = &x[ci * hw..][..hw];
+        for kh in 0..g.kh {
+            for kw in 0..g.kw {
+                let ok = Geometry::valid(g.ow, g.w, g.sw, kw * g.dw, g.left);
+                let off = kk * NR;
+                for sg in &segs {
+                    let d = &mut dst[sg.dst + off..][..sg.len];
+                    let ih = (sg.oh * g.sh + kh * g.dh).wrapping_sub(g.top);
+                    if ih >= g.h {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let row = &plane[ih * g.w..][..g.w];
+                    let (lo, hi) = (ok.start.max(sg.ow), ok.end.min(sg.ow + sg.len));
+                    if lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let first = lo * g.sw + kw * g.dw - g.left;
+                    if sg.len == NR && lo == sg.ow && hi == sg.ow + NR {
+                        // A whole strip from one input row, no padding:
+                        // fixed-size loops the compiler unrolls.
+                        let d: &mut [f32; NR] = d.try_into().expect("NR");
+                        if g.sw == 1 {
+                            let src: &[f32; NR] = row[first..first + NR].try_into().expect("NR");
+                            *d = *src;
+                        } else {
+                            let src = &row[first..first + (NR - 1) * g.sw + 1];
+                            for (t, v) in d.iter_mut().enumerate() {
+                                *v = src[t * g.sw];
+                            }
+                        }
+                        continue;
+                    }
+                    d[..lo - sg.ow].fill(0.0);
+                    d[hi - sg.ow..].fill(0.0);
+                    let mid = &mut d[lo - sg.ow..hi - sg.ow];
+                    if g.sw == 1 {
+                        mid.copy_from_slice(&row[first..][..hi - lo]);
+                    } else {
+                        for (t, v) in mid.iter_mut().enumerate() {
+                            *v = row[first + t * g.sw];
+                        }
+                    }
+                }
+                kk += 1;
+            }
+        }
     }
 }

@@ -142,7 +142,7 @@ fn plan(job: &Job<'_>, threads: usize) -> Plan {
     let p = params(job.isa);
     let nstrips = job.n.div_ceil(p.nr);
     let strip_bytes = (job.k * p.nr * 4).max(1);
-    let mut strips = (super::kernels::tune_panel() / strip_bytes).clamp(1, nstrips);
+    let mut strips = (B_PANEL_BYTES / strip_bytes).clamp(1, nstrips);
     if threads > 1 {
         // Enough column units to balance the threads, if N allows.
         let want = 4 * threads;
@@ -187,7 +187,9 @@ pub(crate) fn run_job(ctx: &Ctx<'_>, job: &Job<'_>) {
         .saturating_mul(job.n)
         .saturating_mul(job.k.max(1))
         .saturating_mul(job.batches);
-    let pool = ctx.pool.filter(|p| p.current_num_threads() > 1 && macs >= PAR_MIN_MACS);
+    let pool = ctx
+        .pool
+        .filter(|p| p.current_num_threads() > 1 && macs >= PAR_MIN_MACS);
     let threads = pool.map_or(1, |p| p.current_num_threads());
     let plan = plan(job, threads);
     let p = params(job.isa);
@@ -330,7 +332,10 @@ pub(crate) fn pack_a_batches(
         let (b, q) = (idx / panels_per, idx % panels_per);
         pack_a_panel(&a.offset(b * stride), q * mr, mr, out);
     };
-    match ctx.pool.filter(|p| p.current_num_threads() > 1 && dst.len() >= 1 << 16) {
+    match ctx
+        .pool
+        .filter(|p| p.current_num_threads() > 1 && dst.len() >= 1 << 16)
+    {
         Some(pool) => pool.install(|| dst.par_chunks_mut(mr * k).enumerate().for_each(panel)),
         None => dst.chunks_mut(mr * k).enumerate().for_each(panel),
     }
@@ -370,13 +375,19 @@ pub(crate) fn run_small_m(ctx: &Ctx<'_>, job: &SmallM<'_>) {
         .saturating_mul(job.n)
         .saturating_mul(job.k.max(1))
         .saturating_mul(job.batches);
-    let pool = ctx.pool.filter(|p| p.current_num_threads() > 1 && macs >= PAR_MIN_MACS);
+    let pool = ctx
+        .pool
+        .filter(|p| p.current_num_threads() > 1 && macs >= PAR_MIN_MACS);
     let threads = pool.map_or(1, |p| p.current_num_threads());
     // Wide blocks keep B's row segments long (the prefetchers stop at page
     // boundaries); with threads, about two blocks per thread.
     let mut cols = (SMALL_M_C_BYTES / (4 * job.m)).max(16).min(job.n);
     if threads > 1 {
-        let per = job.n.div_ceil((2 * threads).div_ceil(job.batches)).div_ceil(16) * 16;
+        let per = job
+            .n
+            .div_ceil((2 * threads).div_ceil(job.batches))
+            .div_ceil(16)
+            * 16;
         cols = cols.min(per.max(64));
     }
     let col_blocks = job.n.div_ceil(cols);
@@ -395,9 +406,7 @@ pub(crate) fn run_small_m(ctx: &Ctx<'_>, job: &SmallM<'_>) {
         // `MatMut`), and belong to this unit alone: units cover disjoint
         // (batch, column block) pairs and C's batches do not overlap.
         let mut rows: Vec<&mut [f32]> = (0..job.m)
-            .map(|i| unsafe {
-                std::slice::from_raw_parts_mut(job.c.0.add(c_off + i * job.ldc), w)
-            })
+            .map(|i| unsafe { std::slice::from_raw_parts_mut(job.c.0.add(c_off + i * job.ldc), w) })
             .collect();
         if !job.accumulate {
             rows.iter_mut().for_each(|r| r.fill(0.0));
@@ -411,9 +420,8 @@ pub(crate) fn run_small_m(ctx: &Ctx<'_>, job: &SmallM<'_>) {
         drop(rows);
         if let Some(epi) = job.epilogue {
             // SAFETY: as above; the row slices were dropped.
-            let tile = unsafe {
-                EpilogueTile::new(batch, 0, j0, job.m, w, job.c.0.add(c_off), job.ldc)
-            };
+            let tile =
+                unsafe { EpilogueTile::new(batch, 0, j0, job.m, w, job.c.0.add(c_off), job.ldc) };
             epi(tile);
         }
     };

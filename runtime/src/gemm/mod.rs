@@ -343,7 +343,12 @@ pub struct MatMut<'a> {
 }
 
 impl<'a> MatMut<'a> {
-    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Result<Self, GemmError> {
+    pub fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        ld: usize,
+    ) -> Result<Self, GemmError> {
         if rows > 1 && ld < cols {
             return Err(GemmError::Layout(format!(
                 "C's row stride {ld} is less than its {cols} columns"
@@ -636,7 +641,15 @@ pub fn sgemm<'a>(
     accumulate: bool,
     epilogue: Option<&Epilogue<'_>>,
 ) -> Result<(), GemmError> {
-    sgemm_batched(ctx, 1, (a.into(), 0), (b.into(), 0), (c, 0), accumulate, epilogue)
+    sgemm_batched(
+        ctx,
+        1,
+        (a.into(), 0),
+        (b.into(), 0),
+        (c, 0),
+        accumulate,
+        epilogue,
+    )
 }
 
 /// `batches` independent products `C_i = A_i·B_i` (or `+=`), for attention
@@ -658,9 +671,7 @@ pub fn sgemm_batched<'a>(
     let (m, k) = a.dims();
     let (kb, n) = b.dims();
     if kb != k {
-        return Err(GemmError::Shape(format!(
-            "A is {m}×{k} but B is {kb}×{n}"
-        )));
+        return Err(GemmError::Shape(format!("A is {m}×{k} but B is {kb}×{n}")));
     }
     if (c.rows, c.cols) != (m, n) {
         return Err(GemmError::Shape(format!(

@@ -58,6 +58,23 @@ pub(crate) fn pack_b(b: &MatRef<'_>, j0: usize, cols: usize, nr: usize, dst: &mu
     if k == 0 {
         return;
     }
+    let (rs, cs) = b.strides();
+    if cs == 1 {
+        // Row-major: read each row's segment once, left to right, and deal
+        // it out to the strips (long contiguous reads suit the prefetchers).
+        let strips = cols.div_ceil(nr);
+        if cols % nr != 0 {
+            dst[(strips - 1) * nr * k..].fill(0.0);
+        }
+        let data = b.data();
+        for p in 0..k {
+            let row = &data[p * rs + j0..][..cols];
+            for (s, chunk) in row.chunks(nr).enumerate() {
+                dst[(s * k + p) * nr..][..chunk.len()].copy_from_slice(chunk);
+            }
+        }
+        return;
+    }
     for (s, strip) in dst.chunks_exact_mut(nr * k).enumerate() {
         let js = j0 + s * nr;
         pack_b_strip(b, js, (j0 + cols - js).min(nr), nr, strip);
@@ -71,11 +88,7 @@ fn pack_b_strip(b: &MatRef<'_>, j0: usize, w: usize, nr: usize, dst: &mut [f32])
     if w < nr {
         dst.fill(0.0);
     }
-    if cs == 1 {
-        for (p, step) in dst.chunks_exact_mut(nr).enumerate() {
-            step[..w].copy_from_slice(&data[p * rs + j0..][..w]);
-        }
-    } else if rs == 1 {
+    if rs == 1 {
         // Columns are contiguous (a transposed matrix): read each once.
         let k = b.rows();
         for j in 0..w {

@@ -16,7 +16,10 @@ pub(crate) fn rand_vec(seed: u64, len: usize) -> Vec<f32> {
 }
 
 fn pool(n: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
 }
 
 /// How an operand is laid out in memory.
@@ -106,7 +109,11 @@ fn run_case(isa: Isa, (m, n, k): (usize, usize, usize), la: Layout, lb: Layout, 
     // The padding between rows of C is never touched.
     for i in 0..m {
         for j in n..ldc {
-            assert_eq!(c[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits(), "{what}: pad");
+            assert_eq!(
+                c[i * ldc + j].to_bits(),
+                c0[i * ldc + j].to_bits(),
+                "{what}: pad"
+            );
         }
     }
 }
@@ -159,7 +166,15 @@ fn prepacked_operands_match_raw_bitwise() {
             let b = MatRef::row_major(&bd, k, n).unwrap();
             let ctx = Ctx::new(isa);
             let mut raw = vec![0.0; m * n];
-            sgemm(&ctx, a, b, MatMut::row_major(&mut raw, m, n).unwrap(), false, None).unwrap();
+            sgemm(
+                &ctx,
+                a,
+                b,
+                MatMut::row_major(&mut raw, m, n).unwrap(),
+                false,
+                None,
+            )
+            .unwrap();
             let pa = PackedA::new(isa, a).unwrap();
             let pb = PackedB::new(isa, b).unwrap();
             for (lhs, rhs) in [
@@ -168,8 +183,15 @@ fn prepacked_operands_match_raw_bitwise() {
                 (Lhs::Packed(&pa), Rhs::Packed(&pb)),
             ] {
                 let mut c = vec![7.0; m * n];
-                sgemm(&ctx, lhs, rhs, MatMut::row_major(&mut c, m, n).unwrap(), false, None)
-                    .unwrap();
+                sgemm(
+                    &ctx,
+                    lhs,
+                    rhs,
+                    MatMut::row_major(&mut c, m, n).unwrap(),
+                    false,
+                    None,
+                )
+                .unwrap();
                 assert!(
                     c.iter().zip(&raw).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{isa} {m}x{n}x{k}"
@@ -220,7 +242,9 @@ fn one_and_two_threads_are_bitwise_equal() {
             }
             for o in &outs[1..] {
                 assert!(
-                    o.iter().zip(&outs[0]).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    o.iter()
+                        .zip(&outs[0])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{isa} {m}x{n}x{k}"
                 );
             }
@@ -253,10 +277,24 @@ fn epilogue_sees_every_element_once() {
                         }
                     })
                 };
-                sgemm(&ctx, a, b, MatMut::row_major(&mut c, m, n).unwrap(), false, Some(&epi))
-                    .unwrap();
-                sgemm(&ctx, a, b, MatMut::row_major(&mut plain, m, n).unwrap(), false, None)
-                    .unwrap();
+                sgemm(
+                    &ctx,
+                    a,
+                    b,
+                    MatMut::row_major(&mut c, m, n).unwrap(),
+                    false,
+                    Some(&epi),
+                )
+                .unwrap();
+                sgemm(
+                    &ctx,
+                    a,
+                    b,
+                    MatMut::row_major(&mut plain, m, n).unwrap(),
+                    false,
+                    None,
+                )
+                .unwrap();
                 check_close(&plain, n, &al, &bl, None, (m, n, k), "plain");
                 for i in 0..m {
                     for j in 0..n {
@@ -299,7 +337,10 @@ fn batched_with_broadcast_operands() {
             let bl: Vec<f64> = bd.iter().map(|&x| x as f64).collect();
             let ones = vec![1.0f32; m * n];
             for bi in 0..batches {
-                let al: Vec<f64> = ad[bi * m * k..][..m * k].iter().map(|&x| x as f64).collect();
+                let al: Vec<f64> = ad[bi * m * k..][..m * k]
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect();
                 let got = &c[bi * cstride..][..m * n];
                 check_close(got, n, &al, &bl, Some(&ones), (m, n, k), "batched");
                 if bi + 1 < batches {
@@ -321,15 +362,39 @@ fn empty_dimensions() {
     };
     let a = MatRef::row_major(&[], 2, 0).unwrap();
     let b = MatRef::row_major(&[], 0, 3).unwrap();
-    sgemm(&ctx, a, b, MatMut::row_major(&mut c, 2, 3).unwrap(), true, Some(&epi)).unwrap();
+    sgemm(
+        &ctx,
+        a,
+        b,
+        MatMut::row_major(&mut c, 2, 3).unwrap(),
+        true,
+        Some(&epi),
+    )
+    .unwrap();
     assert_eq!(c, vec![3.0; 6]);
-    sgemm(&ctx, a, b, MatMut::row_major(&mut c, 2, 3).unwrap(), false, Some(&epi)).unwrap();
+    sgemm(
+        &ctx,
+        a,
+        b,
+        MatMut::row_major(&mut c, 2, 3).unwrap(),
+        false,
+        Some(&epi),
+    )
+    .unwrap();
     assert_eq!(c, vec![0.0; 6]);
     assert!(calls.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     // m = 0 or n = 0: nothing to do.
     let a = MatRef::row_major(&[], 0, 4).unwrap();
     let b = MatRef::row_major(&[1.0; 8], 4, 2).unwrap();
-    sgemm(&ctx, a, b, MatMut::row_major(&mut [], 0, 2).unwrap(), false, None).unwrap();
+    sgemm(
+        &ctx,
+        a,
+        b,
+        MatMut::row_major(&mut [], 0, 2).unwrap(),
+        false,
+        None,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -348,10 +413,24 @@ fn bad_input_is_an_error() {
     let a = MatRef::row_major(&d, 3, 4).unwrap();
     let b = MatRef::row_major(&d, 3, 4).unwrap();
     let mut c = vec![0.0; 16];
-    let err = sgemm(&ctx, a, b, MatMut::row_major(&mut c, 3, 4).unwrap(), false, None);
+    let err = sgemm(
+        &ctx,
+        a,
+        b,
+        MatMut::row_major(&mut c, 3, 4).unwrap(),
+        false,
+        None,
+    );
     assert!(matches!(err, Err(GemmError::Shape(_))), "{err:?}");
     let b = MatRef::row_major(&d, 4, 3).unwrap();
-    let err = sgemm(&ctx, a, b, MatMut::row_major(&mut c, 3, 4).unwrap(), false, None);
+    let err = sgemm(
+        &ctx,
+        a,
+        b,
+        MatMut::row_major(&mut c, 3, 4).unwrap(),
+        false,
+        None,
+    );
     assert!(matches!(err, Err(GemmError::Shape(_))), "{err:?}");
     assert!(MatMut::new(&mut c, 4, 4, 3).is_err());
     // Overlapping C batches, and batches past the end of A.
@@ -379,13 +458,27 @@ fn bad_input_is_an_error() {
     for isa in Isa::ALL {
         if isa != Isa::Portable {
             let pb = PackedB::new(isa, b).unwrap();
-            let err = sgemm(&ctx, a, &pb, MatMut::row_major(&mut c, 3, 3).unwrap(), false, None);
+            let err = sgemm(
+                &ctx,
+                a,
+                &pb,
+                MatMut::row_major(&mut c, 3, 3).unwrap(),
+                false,
+                None,
+            );
             assert!(matches!(err, Err(GemmError::IsaMismatch { .. })), "{err:?}");
         }
     }
     for isa in Isa::ALL {
         if !isa.is_available() {
-            let err = sgemm(&Ctx::new(isa), a, b, MatMut::row_major(&mut c, 3, 3).unwrap(), false, None);
+            let err = sgemm(
+                &Ctx::new(isa),
+                a,
+                b,
+                MatMut::row_major(&mut c, 3, 3).unwrap(),
+                false,
+                None,
+            );
             assert_eq!(err, Err(GemmError::IsaUnavailable(isa)));
         }
     }
