@@ -130,7 +130,7 @@ fn pack<const NR: usize>(
         });
         jj += len;
     }
-    if cols % NR != 0 {
+    if !cols.is_multiple_of(NR) {
         // Lanes past the last column stay zero for every row.
         dst[(cols / NR) * k * NR..].fill(0.0);
     }

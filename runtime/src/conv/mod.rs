@@ -113,8 +113,8 @@ impl Conv2dParams {
     fn check(&self) -> Result<(), ConvError> {
         let bad = |m: String| Err(ConvError::Invalid(m));
         if self.groups == 0
-            || self.in_channels % self.groups != 0
-            || self.out_channels % self.groups != 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
         {
             return bad(format!(
                 "{} groups do not divide {} input and {} output channels",

@@ -8,8 +8,9 @@ use super::kernels::{axpy, kernels, params, MAX_MR, MAX_NR};
 use super::pack::{pack_a_panel, pack_b, packed_len};
 use super::{Ctx, Epilogue, EpilogueTile, Isa, MatRef, PackedB};
 
-/// Bytes of packed B (one unit's panel over all of K) meant to stay in L2.
-const B_PANEL_BYTES: usize = 192 * 1024;
+/// Bytes of packed B (one unit's columns over one K block) meant to stay in
+/// L2 while the unit's row blocks pass over it.
+const B_BLOCK_BYTES: usize = 192 * 1024;
 /// Below this many multiply-adds a GEMM runs on the calling thread: waking
 /// the pool costs more than it saves.
 const PAR_MIN_MACS: usize = 1 << 16;
@@ -141,8 +142,8 @@ struct Plan {
 fn plan(job: &Job<'_>, threads: usize) -> Plan {
     let p = params(job.isa);
     let nstrips = job.n.div_ceil(p.nr);
-    let strip_bytes = (job.k * p.nr * 4).max(1);
-    let mut strips = (B_PANEL_BYTES / strip_bytes).clamp(1, nstrips);
+    let strip_bytes = (job.k.min(p.kc) * p.nr * 4).max(1);
+    let mut strips = (B_BLOCK_BYTES / strip_bytes).clamp(1, nstrips);
     if threads > 1 {
         // Enough column units to balance the threads, if N allows.
         let want = 4 * threads;
@@ -221,78 +222,12 @@ pub(crate) fn run_job(ctx: &Ctx<'_>, job: &Job<'_>) {
 /// The loop nest of one unit; see the module docs of `gemm`.
 fn run_unit(job: &Job<'_>, c: CPtr, u: Unit, scratch: &mut AlignedBuf) {
     let p = params(job.isa);
-    let kerns = kernels(job.isa);
     let k = job.k;
     let panel = job.b.panel(u.batch, u.j0, u.cols, p.nr, scratch);
     let a = (job.a)(u.batch);
     let c_off = (job.c_offset)(u.batch);
-    let ldc = job.ldc;
-    let strips = u.cols.div_ceil(p.nr);
-    debug_assert!(panel.len() >= strips * k * p.nr);
-
-    let mut ic = u.r0;
-    while ic < u.r1 {
-        let ic_end = (ic + p.mc).min(u.r1);
-        if k == 0 && !job.accumulate {
-            for i in ic..ic_end {
-                let start = c_off + i * ldc + u.j0;
-                assert!(start + u.cols <= job.c_len);
-                // SAFETY: C's extent was checked against `c_len` (asserted
-                // again above) and this unit alone owns these elements.
-                let row = unsafe { std::slice::from_raw_parts_mut(c.0.add(start), u.cols) };
-                row.fill(0.0);
-            }
-        }
-        let mut pc = 0;
-        while pc < k {
-            let kc = p.kc.min(k - pc);
-            let load_c = pc > 0 || job.accumulate;
-            for s in 0..strips {
-                let bp = panel[(s * k + pc) * p.nr..][..kc * p.nr].as_ptr();
-                let jcol = u.j0 + s * p.nr;
-                let w = p.nr.min(job.n - jcol);
-                let mut ir = ic;
-                while ir < ic_end {
-                    let rows = p.mr.min(ic_end - ir);
-                    let ap = a[((ir / p.mr) * k + pc) * p.mr..][..kc * p.mr].as_ptr();
-                    let kern = kerns[rows - 1];
-                    let start = c_off + ir * ldc + jcol;
-                    assert!(start + (rows - 1) * ldc + w <= job.c_len);
-                    if w == p.nr {
-                        // SAFETY: `ap`/`bp` are slices of `kc` packed steps
-                        // (bounds-checked above); the `rows × NR` tile of C at
-                        // `start` is inside C (asserted) and owned by this
-                        // unit; the ISA was checked by the caller.
-                        unsafe { kern(kc, ap, bp, c.0.add(start), ldc, load_c) };
-                    } else {
-                        // Right edge: run the kernel on a full-width copy.
-                        let mut tmp = [0.0f32; MAX_MR * MAX_NR];
-                        for i in 0..rows {
-                            if load_c {
-                                // SAFETY: row `i` of the tile, `w` elements,
-                                // inside C (asserted) and owned by this unit.
-                                let src = unsafe {
-                                    std::slice::from_raw_parts(c.0.add(start + i * ldc), w)
-                                };
-                                tmp[i * p.nr..][..w].copy_from_slice(src);
-                            }
-                        }
-                        // SAFETY: as above, with `tmp` as a `rows × NR` tile
-                        // at stride NR (MAX_MR * MAX_NR >= rows * NR).
-                        unsafe { kern(kc, ap, bp, tmp.as_mut_ptr(), p.nr, load_c) };
-                        for i in 0..rows {
-                            // SAFETY: as for the read above.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(c.0.add(start + i * ldc), w)
-                            };
-                            dst.copy_from_slice(&tmp[i * p.nr..][..w]);
-                        }
-                    }
-                    ir += rows;
-                }
-            }
-            pc += kc;
-        }
+    debug_assert!(panel.len() >= u.cols.div_ceil(p.nr) * k * p.nr);
+    let epilogue = |ic: usize, ic_end: usize| {
         if let Some(epi) = job.epilogue {
             // SAFETY: rows `ic..ic_end`, columns `u.j0..u.j0+u.cols` of this
             // batch are inside C, finished, and owned by this unit.
@@ -303,13 +238,106 @@ fn run_unit(job: &Job<'_>, c: CPtr, u: Unit, scratch: &mut AlignedBuf) {
                     u.j0,
                     ic_end - ic,
                     u.cols,
-                    c.0.add(c_off + ic * ldc + u.j0),
-                    ldc,
+                    c.0.add(c_off + ic * job.ldc + u.j0),
+                    job.ldc,
                 )
             };
             epi(tile);
         }
-        ic = ic_end;
+    };
+    if k == 0 {
+        for i in u.r0..u.r1 {
+            let start = c_off + i * job.ldc + u.j0;
+            assert!(start + u.cols <= job.c_len);
+            if !job.accumulate {
+                // SAFETY: C's extent was checked against `c_len` (asserted
+                // again above) and this unit alone owns these elements.
+                unsafe { std::slice::from_raw_parts_mut(c.0.add(start), u.cols) }.fill(0.0);
+            }
+        }
+        for ic in (u.r0..u.r1).step_by(p.mc) {
+            epilogue(ic, (ic + p.mc).min(u.r1));
+        }
+        return;
+    }
+    // K blocks outermost: the unit's `kc × cols` slice of B stays in L2
+    // while every row block passes over it, and each row block's tile of C
+    // is finished (and handed to the epilogue) right after its last pass.
+    let mut pc = 0;
+    while pc < k {
+        let kc = p.kc.min(k - pc);
+        let last = pc + kc == k;
+        let mut ic = u.r0;
+        while ic < u.r1 {
+            let ic_end = (ic + p.mc).min(u.r1);
+            block(job, c, &u, panel, a, c_off, (ic, ic_end), (pc, kc));
+            if last {
+                epilogue(ic, ic_end);
+            }
+            ic = ic_end;
+        }
+        pc += kc;
+    }
+}
+
+/// Rows `ic..ic_end` × the unit's columns, K steps `pc..pc+kc`: the
+/// microkernels over every `MR × NR` tile of the block.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    job: &Job<'_>,
+    c: CPtr,
+    u: &Unit,
+    panel: &[f32],
+    a: &[f32],
+    c_off: usize,
+    (ic, ic_end): (usize, usize),
+    (pc, kc): (usize, usize),
+) {
+    let p = params(job.isa);
+    let kerns = kernels(job.isa);
+    let (k, ldc) = (job.k, job.ldc);
+    let load_c = pc > 0 || job.accumulate;
+    for s in 0..u.cols.div_ceil(p.nr) {
+        let bp = panel[(s * k + pc) * p.nr..][..kc * p.nr].as_ptr();
+        let jcol = u.j0 + s * p.nr;
+        let w = p.nr.min(job.n - jcol);
+        let mut ir = ic;
+        while ir < ic_end {
+            let rows = p.mr.min(ic_end - ir);
+            let ap = a[((ir / p.mr) * k + pc) * p.mr..][..kc * p.mr].as_ptr();
+            let kern = kerns[rows - 1];
+            let start = c_off + ir * ldc + jcol;
+            assert!(start + (rows - 1) * ldc + w <= job.c_len);
+            if w == p.nr {
+                // SAFETY: `ap`/`bp` are slices of `kc` packed steps
+                // (bounds-checked above); the `rows × NR` tile of C at
+                // `start` is inside C (asserted) and owned by this unit; the
+                // ISA was checked by the caller.
+                unsafe { kern(kc, ap, bp, c.0.add(start), ldc, load_c) };
+            } else {
+                // Right edge: run the kernel on a full-width copy.
+                let mut tmp = [0.0f32; MAX_MR * MAX_NR];
+                for i in 0..rows {
+                    if load_c {
+                        // SAFETY: row `i` of the tile, `w` elements, inside C
+                        // (asserted) and owned by this unit.
+                        let src =
+                            unsafe { std::slice::from_raw_parts(c.0.add(start + i * ldc), w) };
+                        tmp[i * p.nr..][..w].copy_from_slice(src);
+                    }
+                }
+                // SAFETY: as above, with `tmp` as a `rows × NR` tile at
+                // stride NR (MAX_MR * MAX_NR >= rows * NR).
+                unsafe { kern(kc, ap, bp, tmp.as_mut_ptr(), p.nr, load_c) };
+                for i in 0..rows {
+                    // SAFETY: as for the read above.
+                    let dst =
+                        unsafe { std::slice::from_raw_parts_mut(c.0.add(start + i * ldc), w) };
+                    dst.copy_from_slice(&tmp[i * p.nr..][..w]);
+                }
+            }
+            ir += rows;
+        }
     }
 }
 

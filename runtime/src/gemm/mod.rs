@@ -9,13 +9,14 @@
 //!
 //! ## How it runs
 //! A is packed whole into `MR`-row panels (or comes pre-packed). The output
-//! is cut into *units*: a batch, a block of columns whose packed B panel
-//! (all of K) fits in L2, and a range of rows. A unit packs its B panel (or
-//! borrows it from a [`PackedB`]), then walks its rows in blocks of `MC`:
-//! for each K block of `KC`, for each `NR`-column strip, for each `MR`-row
-//! panel, the ISA's microkernel updates an `MR × NR` tile held in registers.
-//! When a row block has seen all of K it is finished, and the epilogue (if
-//! any) is called on it while it is still in cache.
+//! is cut into *units*: a batch, a block of columns whose packed B slice for
+//! one K block (`KC × cols`) fits in L2, and a range of rows. A unit packs
+//! its B columns for all of K (or borrows them from a [`PackedB`]); then for
+//! each K block, for each block of `MC` rows, for each `NR`-column strip,
+//! for each `MR`-row panel, the ISA's microkernel updates an `MR × NR` tile
+//! of C held in registers (loading it first after the first K block). A row
+//! block is finished by its pass over the last K block, and the epilogue (if
+//! any) is called on it right then, while it is still in cache.
 //!
 //! A product with at most 4 rows and a raw row-major B (a GEMV, a decoder
 //! step) is bound by reading B, so it skips packing: each column block of C
@@ -702,6 +703,14 @@ pub fn sgemm_batched<'a>(
         Rhs::Packed(_) => {}
     }
     c.check_batches(batches, c_stride)?;
+    // Broadcast (stride-0) views can describe huge operands in a small
+    // buffer; make sure their packings are addressable before anything runs.
+    let p = params(ctx.isa);
+    if pack::packed_len(m, p.mr, k).is_none() || pack::packed_len(n, p.nr, k).is_none() {
+        return Err(GemmError::Overflow(format!(
+            "packing a {m}×{k} by {k}×{n} product"
+        )));
+    }
     if batches == 0 || m == 0 || n == 0 {
         return Ok(());
     }
@@ -731,7 +740,6 @@ pub fn sgemm_batched<'a>(
             return Ok(());
         }
     }
-    let p = params(ctx.isa);
     // A: borrowed when pre-packed, else packed whole (all batches) up front,
     // so each A panel is packed once however the output is split.
     let mut a_buf = AlignedBuf::default();

@@ -63,21 +63,45 @@ pub(crate) fn pack_b(b: &MatRef<'_>, j0: usize, cols: usize, nr: usize, dst: &mu
         // Row-major: read each row's segment once, left to right, and deal
         // it out to the strips (long contiguous reads suit the prefetchers).
         let strips = cols.div_ceil(nr);
-        if cols % nr != 0 {
+        if !cols.is_multiple_of(nr) {
             dst[(strips - 1) * nr * k..].fill(0.0);
         }
-        let data = b.data();
-        for p in 0..k {
-            let row = &data[p * rs + j0..][..cols];
-            for (s, chunk) in row.chunks(nr).enumerate() {
-                dst[(s * k + p) * nr..][..chunk.len()].copy_from_slice(chunk);
-            }
+        match nr {
+            8 => deal_rows::<8>(b.data(), rs, j0, cols, k, dst),
+            16 => deal_rows::<16>(b.data(), rs, j0, cols, k, dst),
+            32 => deal_rows::<32>(b.data(), rs, j0, cols, k, dst),
+            _ => unreachable!("no ISA has NR = {nr}"),
         }
         return;
     }
     for (s, strip) in dst.chunks_exact_mut(nr * k).enumerate() {
         let js = j0 + s * nr;
         pack_b_strip(b, js, (j0 + cols - js).min(nr), nr, strip);
+    }
+}
+
+/// Row-major B: row `p`'s columns `j0..j0+cols` go to step `p` of each strip
+/// (full strips as fixed-size copies the compiler turns into vector moves).
+fn deal_rows<const NR: usize>(
+    data: &[f32],
+    rs: usize,
+    j0: usize,
+    cols: usize,
+    k: usize,
+    dst: &mut [f32],
+) {
+    let full = cols / NR;
+    for p in 0..k {
+        let row = &data[p * rs + j0..][..cols];
+        let (body, tail) = row.split_at(full * NR);
+        for (s, chunk) in body.chunks_exact(NR).enumerate() {
+            let src: &[f32; NR] = chunk.try_into().expect("NR");
+            let d: &mut [f32; NR] = (&mut dst[(s * k + p) * NR..][..NR]).try_into().expect("NR");
+            *d = *src;
+        }
+        if !tail.is_empty() {
+            dst[(full * k + p) * NR..][..tail.len()].copy_from_slice(tail);
+        }
     }
 }
 
