@@ -6,8 +6,9 @@ use super::im2col::Geometry;
 use crate::gemm::{Ctx, Epilogue, EpilogueTile, Isa};
 
 /// `y[n][c] = bias[c] + Σ_kh Σ_kw w[c][kh][kw] · x[n][c][..]`, summed in that
-/// order (multiply, then add: the same bits on every ISA), then `epilogue`
-/// on each finished channel plane (a 1-row tile).
+/// order over every tap, padding included (multiply, then add: the same bits
+/// on every ISA and thread count), then `epilogue` on each finished channel
+/// plane (a 1-row tile).
 pub(crate) fn run(
     ctx: &Ctx<'_>,
     g: &Geometry,
@@ -53,48 +54,51 @@ unsafe fn plane_avx2(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f
     plane(g, x, w, bias, out)
 }
 
+/// One channel plane. The input is first copied into a zero-padded plane,
+/// so every tap of every output is a plain load; then each tap adds its
+/// contribution to a whole output row (a loop the compiler vectorises).
 #[inline(always)]
 fn plane(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
-    // Per kernel column: the output columns it reaches and the input column
-    // of the first (independent of the output row, so computed once).
-    let mut cols = [(0usize, 0usize, 0usize); 16];
-    let mut cols_vec = Vec::new();
-    let taps: &mut [(usize, usize, usize)] = if g.kw <= cols.len() {
-        &mut cols[..g.kw]
-    } else {
-        cols_vec.resize(g.kw, (0, 0, 0));
-        &mut cols_vec
-    };
-    for (kw, t) in taps.iter_mut().enumerate() {
-        let r = Geometry::valid(g.ow, g.w, g.sw, kw * g.dw, g.left);
-        let first = if r.is_empty() {
-            0
-        } else {
-            r.start * g.sw + kw * g.dw - g.left
-        };
-        *t = (r.start, r.end, first);
+    // Padded extents: everything any tap reads.
+    let ph = (g.top + g.h).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    let pw = (g.left + g.w).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    // One spare row: the stride-1 path below reads a little past the last.
+    let mut padded = vec![0.0f32; (ph + 1) * pw];
+    for (ih, row) in x.chunks_exact(g.w).enumerate() {
+        padded[(g.top + ih) * pw + g.left..][..g.w].copy_from_slice(row);
+    }
+    if g.sh == 1 && g.sw == 1 {
+        // Compute `OH` rows of the padded width as one long vector: each tap
+        // is then one shifted multiply-add over the whole plane, and the
+        // `pw - OW` extra columns per row are dropped at the end.
+        let n = g.oh * pw;
+        let mut acc = vec![bias; n];
+        for kh in 0..g.kh {
+            for (kw, &wt) in w[kh * g.kw..][..g.kw].iter().enumerate() {
+                let xs = &padded[kh * g.dh * pw + kw * g.dw..][..n];
+                for (y, &x) in acc.iter_mut().zip(xs) {
+                    *y += wt * x;
+                }
+            }
+        }
+        for (yrow, arow) in out.chunks_exact_mut(g.ow).zip(acc.chunks_exact(pw)) {
+            yrow.copy_from_slice(&arow[..g.ow]);
+        }
+        return;
     }
     for (oh, yrow) in out.chunks_exact_mut(g.ow).enumerate() {
         yrow.fill(bias);
         for kh in 0..g.kh {
-            let ih = (oh * g.sh + kh * g.dh).wrapping_sub(g.top);
-            if ih >= g.h {
-                continue;
-            }
-            let xrow = &x[ih * g.w..][..g.w];
-            for (kw, &(lo, hi, first)) in taps.iter().enumerate() {
-                if lo >= hi {
-                    continue;
-                }
-                let wt = w[kh * g.kw + kw];
-                let ys = &mut yrow[lo..hi];
+            let prow = &padded[(oh * g.sh + kh * g.dh) * pw..][..pw];
+            for (kw, &wt) in w[kh * g.kw..][..g.kw].iter().enumerate() {
+                let xs = &prow[kw * g.dw..];
                 if g.sw == 1 {
-                    for (yv, xv) in ys.iter_mut().zip(&xrow[first..][..hi - lo]) {
-                        *yv += wt * xv;
+                    for (y, &x) in yrow.iter_mut().zip(&xs[..g.ow]) {
+                        *y += wt * x;
                     }
                 } else {
-                    for (t, yv) in ys.iter_mut().enumerate() {
-                        *yv += wt * xrow[first + t * g.sw];
+                    for (y, &x) in yrow.iter_mut().zip(xs.iter().step_by(g.sw)) {
+                        *y += wt * x;
                     }
                 }
             }
