@@ -64,8 +64,10 @@ fn plane(g: &Geometry, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
     let pw = (g.left + g.w).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
     // One spare row: the stride-1 path below reads a little past the last.
     let mut padded = vec![0.0f32; (ph + 1) * pw];
-    for (ih, row) in x.chunks_exact(g.w).enumerate() {
-        padded[(g.top + ih) * pw + g.left..][..g.w].copy_from_slice(row);
+    if g.w > 0 {
+        for (ih, row) in x.chunks_exact(g.w).enumerate() {
+            padded[(g.top + ih) * pw + g.left..][..g.w].copy_from_slice(row);
+        }
     }
     if g.sh == 1 && g.sw == 1 {
         // Compute `OH` rows of the padded width as one long vector: each tap

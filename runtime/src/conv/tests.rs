@@ -279,6 +279,27 @@ fn one_dimensional_is_height_one() {
 }
 
 #[test]
+fn empty_input_planes_give_the_bias() {
+    // H = 0 with enough padding still has outputs: only padding is read.
+    check(
+        &params(2, 4, 1, [2, 2], [1, 1], [1, 1], [1, 1, 1, 1]),
+        [1, 0, 3],
+        true,
+    );
+    check(
+        &params(3, 3, 3, [2, 2], [1, 1], [1, 1], [1, 1, 1, 1]),
+        [2, 1, 0],
+        true,
+    );
+    // No images: nothing to do.
+    check(
+        &params(2, 4, 1, [1, 1], [1, 1], [1, 1], [0; 4]),
+        [0, 3, 3],
+        true,
+    );
+}
+
+#[test]
 fn bad_input_is_an_error() {
     let isa = Isa::Portable;
     let ok = params(4, 6, 2, [3, 3], [1, 1], [1, 1], [0; 4]);
