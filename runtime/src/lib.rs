@@ -5,4 +5,6 @@
 //! executor and the C API build on this. It never depends on the compiler or on
 //! protobuf.
 
+pub mod conv;
+pub mod gemm;
 pub mod host;
