@@ -22,7 +22,7 @@ fn parse_groups(g: i64) -> OpResult<usize> {
 }
 
 fn check_divisible(what: &str, channels: usize, groups: usize) -> OpResult<()> {
-    if channels % groups == 0 {
+    if channels.is_multiple_of(groups) {
         return Ok(());
     }
     attr_err(
