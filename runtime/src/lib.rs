@@ -6,3 +6,4 @@
 //! protobuf.
 
 pub mod host;
+pub mod jit;
