@@ -389,6 +389,9 @@ impl<'b> Gen<'_, 'b> {
                 self.b.ins().splat(F32X4, x)
             }
             At::Inner { i, lane, simd } => {
+                // Not `readonly`: an in-place kernel's output may overlap
+                // the input it reads at the same element (see `run_raw`).
+                let flags = MemFlagsData::new().with_notrap();
                 let (p, off) = self.addr(a, i, lane);
                 if simd && a.inner_stride == 1 {
                     self.b.ins().load(F32X4, flags, p, off)

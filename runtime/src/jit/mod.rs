@@ -441,11 +441,15 @@ impl CompiledKernel {
     /// # Safety
     /// `bufs` holds one pointer per declared buffer, each valid for reads
     /// (inputs) or reads and writes (outputs) of the declared number of
-    /// f32s for the whole call, and no output overlaps another buffer
-    /// (inputs are loaded as `readonly`: an in-place kernel would need
-    /// another code path). Threads running the same kernel at once must use
-    /// outer ranges whose writes are disjoint (true for any split when
-    /// [`CompiledKernel::outer_splittable`]).
+    /// f32s for the whole call. Buffers do not overlap, with one exception,
+    /// in-place elementwise: an output may be the same memory as an input
+    /// that only the statement storing to it reads, through exactly the
+    /// store's access (so each element is read just before it is written;
+    /// inner-loop loads are not `readonly` for this reason, which measured
+    /// no slower). Threads running the same kernel at once must use ranges
+    /// whose writes are disjoint: any split of the outer range when
+    /// [`CompiledKernel::outer_splittable`], of the inner range when
+    /// [`CompiledKernel::inner_splittable`].
     pub unsafe fn run_raw(
         &self,
         bufs: &[*mut f32],
@@ -471,5 +475,86 @@ impl CompiledKernel {
             )
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::kernel::{Access, BufDecl, Expr, KBinary, KUnary, Stmt};
+
+    fn acc(buf: u32, outer: Vec<i64>) -> Access {
+        Access {
+            buf,
+            offset: 0,
+            outer_strides: outer,
+            inner_stride: 1,
+        }
+    }
+
+    /// out[o, i] = tanh(x[o, i] + b[i]) on [3, 37].
+    fn epilogue() -> Kernel {
+        let decl = |role, len| BufDecl { role, len };
+        Kernel {
+            name: "epilogue".into(),
+            bufs: vec![
+                decl(Role::Input, 111),
+                decl(Role::Input, 37),
+                decl(Role::Output, 111),
+            ],
+            outer: vec![3],
+            inner: 37,
+            exprs: vec![
+                Expr::Load(acc(0, vec![37])),
+                Expr::Load(acc(1, vec![0])),
+                Expr::Binary(KBinary::Add, 0, 1),
+                Expr::Unary(KUnary::Tanh, 2),
+            ],
+            stmts: vec![Stmt::Store {
+                dst: acc(2, vec![37]),
+                expr: 3,
+            }],
+        }
+    }
+
+    #[test]
+    fn in_place_through_run_raw_matches_separate_buffers() {
+        let k = epilogue();
+        let m = JitModule::compile(std::slice::from_ref(&k)).unwrap();
+        let ck = &m.kernels()[0];
+        let x: Vec<f32> = (0..111).map(|v| (v as f32 * 0.37).sin() * 3.0).collect();
+        let b: Vec<f32> = (0..37).map(|v| v as f32 * 0.01).collect();
+        let mut out = vec![0f32; 111];
+        ck.run(&mut [Buf::In(&x), Buf::In(&b), Buf::Out(&mut out)])
+            .unwrap();
+        // The output is the input's memory; tiles in an odd order.
+        let mut xy = x.clone();
+        let p = xy.as_mut_ptr();
+        let table = [p, b.as_ptr() as *mut f32, p];
+        for (o, i) in [(1..3, 20..37), (0..1, 0..37), (1..3, 0..20)] {
+            // SAFETY: the pointers are valid for the declared lengths while
+            // `xy` and `b` live; buffer 2 overlaps buffer 0 only as the
+            // in-place case `run_raw` allows (same access, one statement).
+            unsafe { ck.run_raw(&table, o, i) }.unwrap();
+        }
+        assert_eq!(
+            xy.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // SAFETY: the pointer count is wrong, which is checked before any use.
+        let short = unsafe { ck.run_raw(&table[..2], 0..3, 0..37) };
+        assert!(short.is_err());
+    }
+
+    #[test]
+    fn split_range_covers_everything_once() {
+        for n in [0, 1, 5, 16, 17] {
+            for parts in [0, 1, 2, 3, 8, 40] {
+                let rs = split_range(n, parts);
+                assert!(rs.len() <= parts.max(1));
+                let flat: Vec<usize> = rs.iter().flat_map(|r| r.clone()).collect();
+                assert_eq!(flat, (0..n).collect::<Vec<_>>(), "{n} in {parts}");
+            }
+        }
     }
 }

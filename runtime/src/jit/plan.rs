@@ -188,8 +188,11 @@ impl Plan {
             .exprs
             .iter()
             .any(|e| matches!(e, Expr::Load(a) if k.bufs[a.buf as usize].role == Role::Output));
-        let outer_disjoint = (0..k.bufs.len() as u32).all(|b| self.outer_disjoint(b));
         let inner_disjoint = (0..k.bufs.len() as u32).all(|b| self.injective(b));
+        // A store that writes each element once writes disjoint sets for
+        // distinct outer indices, even when they interleave (a transpose).
+        let outer_disjoint =
+            (0..k.bufs.len() as u32).all(|b| self.injective(b) || self.outer_disjoint(b));
         Facts {
             has_reduce,
             reads_outputs,
@@ -294,4 +297,106 @@ pub(crate) fn is_heavy(k: &Kernel, root: ExprId) -> bool {
             )
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::kernel::{BufDecl, KBinary};
+
+    fn acc(buf: u32, offset: i64, outer: Vec<i64>, inner: i64) -> Access {
+        Access {
+            buf,
+            offset,
+            outer_strides: outer,
+            inner_stride: inner,
+        }
+    }
+
+    fn kernel(outer: Vec<usize>, inner: usize, load: Access, dst: Access) -> Kernel {
+        let decl = |role, len| BufDecl { role, len };
+        Kernel {
+            name: "k".into(),
+            bufs: vec![decl(Role::Input, 1000), decl(Role::Output, 1000)],
+            outer,
+            inner,
+            exprs: vec![Expr::Load(load), Expr::Binary(KBinary::Add, 0, 0)],
+            stmts: vec![Stmt::Store { dst, expr: 1 }],
+        }
+    }
+
+    #[test]
+    fn contiguous_outer_dims_merge_and_unit_dims_drop() {
+        // [2, 1, 3, 4] x 5, row-major everywhere: one dim of 24.
+        let s = vec![60, 60, 20, 5];
+        let k = kernel(
+            vec![2, 1, 3, 4],
+            5,
+            acc(0, 0, s.clone(), 1),
+            acc(1, 0, s, 1),
+        );
+        let p = Plan::new(&k);
+        assert_eq!(p.k.outer, vec![24]);
+        assert_eq!(
+            p.k.stmts[0],
+            Stmt::Store {
+                dst: acc(1, 0, vec![5], 1),
+                expr: 1
+            }
+        );
+        // A transposed read keeps the dims apart.
+        let k = kernel(
+            vec![3, 4],
+            5,
+            acc(0, 0, vec![5, 15], 1),
+            acc(1, 0, vec![20, 5], 1),
+        );
+        assert_eq!(Plan::new(&k).k.outer, vec![3, 4]);
+    }
+
+    #[test]
+    fn levels_and_simd() {
+        let k = kernel(vec![4], 8, acc(0, 0, vec![8], 0), acc(1, 0, vec![8], 1));
+        let p = Plan::new(&k);
+        assert_eq!(p.level, vec![Level::Outer, Level::Outer]);
+        assert_eq!(p.simd, vec![true]);
+        let k = kernel(vec![4], 8, acc(0, 0, vec![1], 4), acc(1, 0, vec![8], 1));
+        assert_eq!(Plan::new(&k).simd, vec![false]);
+        let k = kernel(vec![4], 8, acc(0, 0, vec![8], 1), acc(1, 0, vec![1], 4));
+        assert_eq!(Plan::new(&k).simd, vec![false]);
+    }
+
+    #[test]
+    fn disjointness() {
+        let f = |outer, inner, dst| {
+            Plan::new(&kernel(outer, inner, acc(0, 0, vec![0], 0), dst)).facts()
+        };
+        // Rows of 8 at stride 8: disjoint both ways.
+        let x = f(vec![4], 8, acc(1, 0, vec![8], 1));
+        assert!(x.outer_disjoint && x.inner_disjoint);
+        // Overlapping rows (stride 4, width 8): neither.
+        let x = f(vec![4], 8, acc(1, 0, vec![4], 1));
+        assert!(!x.outer_disjoint && !x.inner_disjoint);
+        // Every i writes the same element of its row: rows disjoint, but an
+        // element is written 8 times.
+        let x = f(vec![4], 8, acc(1, 0, vec![1], 0));
+        assert!(x.outer_disjoint && !x.inner_disjoint);
+        // Transposed store: out[i, o], rows interleaved but disjoint.
+        let x = f(vec![4], 8, acc(1, 0, vec![1], 4));
+        assert!(x.outer_disjoint && x.inner_disjoint);
+        // Two stores to one buffer: rows of 4 at stride 8, at offsets 0 and
+        // 4, disjoint between rows; at offsets 0 and 5 they overlap.
+        let mut k = kernel(vec![4], 4, acc(0, 0, vec![0], 0), acc(1, 0, vec![8], 1));
+        k.stmts.push(Stmt::Store {
+            dst: acc(1, 4, vec![8], 1),
+            expr: 1,
+        });
+        let x = Plan::new(&k).facts();
+        assert!(x.outer_disjoint && !x.inner_disjoint);
+        k.stmts[1] = Stmt::Store {
+            dst: acc(1, 5, vec![8], 1),
+            expr: 1,
+        };
+        assert!(!Plan::new(&k).facts().outer_disjoint);
+    }
 }
