@@ -28,6 +28,9 @@
 
 use std::fmt;
 
+mod codec;
+pub use codec::{DecodeError, KERNEL_FORMAT_VERSION};
+
 /// Which side of the kernel a buffer is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -164,6 +167,17 @@ impl Kernel {
     /// Check every reference, and that every access stays inside its buffer
     /// for the whole iteration space (so generated code needs no bounds checks).
     pub fn validate(&self) -> Result<(), KernelError> {
+        let total = self
+            .outer
+            .iter()
+            .chain(std::iter::once(&self.inner))
+            .try_fold(1usize, |a, &n| a.checked_mul(n));
+        if total.is_none() {
+            return self.err(format!(
+                "iteration space {:?} x {} overflows usize",
+                self.outer, self.inner
+            ));
+        }
         for (id, e) in self.exprs.iter().enumerate() {
             let refs: Vec<ExprId> = match e {
                 Expr::Load(a) => {
@@ -204,8 +218,13 @@ impl Kernel {
                 return self.err(format!("statement {k} uses e{expr}, which does not exist"));
             }
             // A statement may only read reductions computed before it.
+            // (Expressions form a DAG: visit each once.)
+            let mut seen = vec![false; self.exprs.len()];
             let mut stack = vec![expr];
             while let Some(e) = stack.pop() {
+                if std::mem::replace(&mut seen[e as usize], true) {
+                    continue;
+                }
                 match &self.exprs[e as usize] {
                     Expr::Scalar(s) if *s >= reductions => {
                         return self.err(format!(
@@ -258,11 +277,13 @@ impl Kernel {
             .zip(&a.outer_strides)
             .chain(std::iter::once((&self.inner, &a.inner_stride)));
         for (&n, &s) in dims {
+            // |span| < 2^127; the sums are checked (a hostile kernel could
+            // otherwise overflow i128 with many huge dims).
             let span = (n as i128 - 1) * s as i128;
-            if span < 0 {
-                lo += span;
-            } else {
-                hi += span;
+            let side = if span < 0 { &mut lo } else { &mut hi };
+            match side.checked_add(span) {
+                Some(v) => *side = v,
+                None => return self.err(format!("access to buffer {} overflows", a.buf)),
             }
         }
         if lo < 0 || hi >= b.len as i128 {

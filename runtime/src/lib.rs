@@ -8,3 +8,4 @@
 pub mod conv;
 pub mod gemm;
 pub mod host;
+pub mod jit;
