@@ -89,6 +89,32 @@ pub enum KCmp {
     Eq,
 }
 
+/// Every unary op, in encoding order.
+pub const ALL_UNARY: [KUnary; 11] = [
+    KUnary::Neg,
+    KUnary::Abs,
+    KUnary::Sqrt,
+    KUnary::Recip,
+    KUnary::Exp,
+    KUnary::Log,
+    KUnary::Tanh,
+    KUnary::Sigmoid,
+    KUnary::Erf,
+    KUnary::Floor,
+    KUnary::Ceil,
+];
+/// Every binary op, in encoding order.
+pub const ALL_BINARY: [KBinary; 6] = [
+    KBinary::Add,
+    KBinary::Sub,
+    KBinary::Mul,
+    KBinary::Div,
+    KBinary::Max,
+    KBinary::Min,
+];
+/// Every comparison, in encoding order.
+pub const ALL_CMP: [KCmp; 5] = [KCmp::Lt, KCmp::Le, KCmp::Gt, KCmp::Ge, KCmp::Eq];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KReduce {
     Sum,

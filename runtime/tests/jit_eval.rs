@@ -11,7 +11,7 @@
 
 mod common;
 use common::*;
-use kiln_ir::kernel::{Expr, KBinary, KCmp, KReduce, KUnary, Kernel, Stmt};
+use kiln_ir::kernel::{Expr, KBinary, KReduce, KUnary, Kernel, Stmt};
 use kiln_runtime::jit::{split_range, Buf, JitError, JitModule};
 use rand::RngExt;
 
@@ -27,28 +27,7 @@ fn unary_ulps(op: KUnary) -> u64 {
     }
 }
 
-const UNARY: [KUnary; 11] = [
-    KUnary::Neg,
-    KUnary::Abs,
-    KUnary::Sqrt,
-    KUnary::Recip,
-    KUnary::Exp,
-    KUnary::Log,
-    KUnary::Tanh,
-    KUnary::Sigmoid,
-    KUnary::Erf,
-    KUnary::Floor,
-    KUnary::Ceil,
-];
-const BINARY: [KBinary; 6] = [
-    KBinary::Add,
-    KBinary::Sub,
-    KBinary::Mul,
-    KBinary::Div,
-    KBinary::Max,
-    KBinary::Min,
-];
-const CMP: [KCmp; 5] = [KCmp::Lt, KCmp::Le, KCmp::Gt, KCmp::Ge, KCmp::Eq];
+use kiln_ir::kernel::{ALL_BINARY as BINARY, ALL_CMP as CMP, ALL_UNARY as UNARY};
 
 const SPECIAL: [f32; 10] = [
     0.0,

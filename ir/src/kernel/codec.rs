@@ -20,9 +20,7 @@
 //! bytes left is an error before anything is reserved. A decoded kernel has
 //! passed [`Kernel::validate`].
 
-use super::{
-    Access, BufDecl, Expr, KBinary, KCmp, KReduce, KUnary, Kernel, KernelError, Role, Stmt,
-};
+use super::{Access, BufDecl, Expr, KReduce, Kernel, KernelError, Role, Stmt};
 
 const MAGIC: &[u8; 4] = b"KKRN";
 /// Bumped whenever the layout above changes; old versions are rejected.
@@ -37,28 +35,7 @@ pub enum DecodeError {
     Invalid(#[from] KernelError),
 }
 
-const UNARY: [KUnary; 11] = [
-    KUnary::Neg,
-    KUnary::Abs,
-    KUnary::Sqrt,
-    KUnary::Recip,
-    KUnary::Exp,
-    KUnary::Log,
-    KUnary::Tanh,
-    KUnary::Sigmoid,
-    KUnary::Erf,
-    KUnary::Floor,
-    KUnary::Ceil,
-];
-const BINARY: [KBinary; 6] = [
-    KBinary::Add,
-    KBinary::Sub,
-    KBinary::Mul,
-    KBinary::Div,
-    KBinary::Max,
-    KBinary::Min,
-];
-const CMP: [KCmp; 5] = [KCmp::Lt, KCmp::Le, KCmp::Gt, KCmp::Ge, KCmp::Eq];
+use super::{ALL_BINARY as BINARY, ALL_CMP as CMP, ALL_UNARY as UNARY};
 const REDUCE: [KReduce; 3] = [KReduce::Sum, KReduce::Max, KReduce::Min];
 
 fn code<T: PartialEq>(table: &[T], v: &T) -> u8 {
@@ -390,6 +367,7 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::{KBinary, KCmp, KUnary};
 
     fn acc(buf: u32, offset: i64, outer: Vec<i64>, inner: i64) -> Access {
         Access {
