@@ -8,6 +8,7 @@ pub use kiln_compiler as compiler;
 pub use kiln_ir as ir;
 pub use kiln_runtime as runtime;
 
+pub mod backend;
 pub mod conformance;
 pub mod examples;
 pub mod init;
