@@ -16,16 +16,10 @@ pub enum Backend {
     Cpu,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PrepareOptions {
     /// Worker threads (0 = all cores).
     pub threads: usize,
-}
-
-impl Default for PrepareOptions {
-    fn default() -> Self {
-        PrepareOptions { threads: 0 }
-    }
 }
 
 /// A model ready to run: its dimensions must all be bound.
