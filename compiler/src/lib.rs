@@ -5,5 +5,6 @@
 //!
 //! It may depend on kiln-ir but never on the runtime.
 
+pub mod codegen;
 pub mod onnx;
 pub mod passes;

@@ -27,6 +27,7 @@ pub use verify::{verify, VerifyError, VerifyErrorKind};
 pub mod interp;
 pub mod kernel;
 pub mod model;
+pub mod program;
 pub mod weights;
 
 pub use interp::{run, RunError};

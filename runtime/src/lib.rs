@@ -6,6 +6,7 @@
 //! protobuf.
 
 pub mod conv;
+pub mod exec;
 pub mod gemm;
 pub mod host;
 pub mod jit;

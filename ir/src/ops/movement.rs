@@ -262,6 +262,19 @@ impl Slice {
             steps,
         }
     }
+    /// `(axis, first index, step)` per sliced axis of an input of `shape`:
+    /// output index `j` on `axis` reads input index `first + step·j`.
+    pub fn starts_and_steps(&self, shape: &[usize]) -> OpResult<Vec<(usize, i64, i64)>> {
+        Ok(self
+            .plan(shape.len())?
+            .into_iter()
+            .map(|(ax, start, end, step)| {
+                let (first, _) = slice_range(start, end, step, shape[ax]);
+                (ax, first, step)
+            })
+            .collect())
+    }
+
     /// `(axis, start, end, step)` per sliced axis, validated against `rank`.
     fn plan(&self, rank: usize) -> OpResult<Vec<(usize, i64, i64, i64)>> {
         let k = self.starts.len();

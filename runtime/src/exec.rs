@@ -1,0 +1,857 @@
+//! The CPU executor: runs a [`Program`] (from kiln-compiler's codegen or,
+//! later, an artifact).
+//!
+//! [`Executor::new`] JIT-compiles every kernel once, packs the GEMM right
+//! operands and convolution weights that are parameters, and builds the
+//! thread pool. [`Executor::run`] then takes an arena (a pool of them, so
+//! runs may go on at once from several threads), copies the inputs in, runs
+//! the steps in order and copies the outputs out:
+//!
+//! - a kernel step calls the JIT'd function over its iteration space, split
+//!   across the pool when it is large (outer rows, or inner chunks of 16);
+//! - a GEMM or convolution runs the packed microkernels, with the epilogue
+//!   kernel called on each finished tile, on the tile's rows and columns;
+//! - a reference step evaluates the node's op on tensors read from the
+//!   arena and writes the results back.
+//!
+//! Results do not depend on the thread count: every element is computed by
+//! the same instructions however the work is split (GEMM splits never cut
+//! the `k` loop).
+//!
+//! All `unsafe` here turns arena offsets into pointers; the memory plan
+//! guarantees that buffers used by one step do not overlap, except the
+//! in-place forms the JIT documents.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use kiln_ir::program::{Epilogue as EpiSpec, Loc, Program, Step};
+use kiln_ir::{DType, Graph, NodeId, Op, Tensor, ValueId, Weights};
+
+use crate::conv::{Conv2d, Conv2dParams};
+use crate::gemm::{self, Ctx, EpilogueTile, Isa, Lhs, MatMut, MatRef, PackedB, Rhs};
+use crate::jit::{split_range, CompiledKernel, JitModule};
+
+/// What can go wrong preparing or running a program.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("input `{name}`: {msg}")]
+    Input { name: String, msg: String },
+    #[error("param `{name}`: {msg}")]
+    Param { name: String, msg: String },
+    #[error("node {label}: {msg}")]
+    Node { label: String, msg: String },
+    #[error("program: {0}")]
+    Program(String),
+    #[error(transparent)]
+    Jit(#[from] crate::jit::JitError),
+}
+
+/// Executor settings.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    /// Worker threads, this one included (0: all cores).
+    pub threads: usize,
+    /// The GEMM/conv microkernel family (default: the best this CPU has).
+    pub isa: Option<Isa>,
+}
+
+/// Work below this many elements runs on one thread.
+const PAR_MIN_ELEMS: usize = 1 << 15;
+
+struct MatMulPlan {
+    batches: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a_stride: usize,
+    b_stride: usize,
+    packed_b: Option<PackedB>,
+}
+
+struct ConvPlan {
+    conv: Conv2d,
+    nhw: [usize; 3],
+    /// Outer rows of the output per image (the channel count).
+    channels: usize,
+}
+
+enum Native {
+    None,
+    MatMul(MatMulPlan),
+    Conv(ConvPlan),
+}
+
+/// A prepared program. `Send + Sync`: runs may share it.
+pub struct Executor {
+    prog: Program,
+    kernels: Vec<CompiledKernel>,
+    /// Per value index: the weight of a param value.
+    params: Vec<Option<Tensor>>,
+    natives: Vec<Native>,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    isa: Isa,
+    arenas: Mutex<Vec<Vec<f32>>>,
+    /// Time spent JIT-compiling and packing, in milliseconds.
+    pub prepare_ms: f64,
+}
+
+/// Raw pointers shared with worker threads.
+#[derive(Clone, Copy)]
+struct Ptrs<'a>(&'a [*mut f32]);
+// SAFETY: the pointers index the run's arena and the executor's weights,
+// both alive for the whole step; the workers write disjoint ranges (the
+// kernel's split rules), and weights are only read.
+unsafe impl Send for Ptrs<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Ptrs<'_> {}
+
+impl<'a> Ptrs<'a> {
+    /// Through a method, so closures capture the whole `Ptrs` (not the
+    /// non-`Sync` slice inside it).
+    fn get(&self) -> &'a [*mut f32] {
+        self.0
+    }
+}
+
+fn dims_of(g: &Graph, v: ValueId) -> Vec<usize> {
+    g.value(v).ty.shape.concrete().unwrap_or_default()
+}
+
+fn label(g: &Graph, n: NodeId) -> String {
+    g.label(n)
+}
+
+fn f32_slice(t: &Tensor) -> Option<&[f32]> {
+    match t {
+        Tensor::F32(a) => a.as_slice(),
+        _ => None,
+    }
+}
+
+impl Executor {
+    /// Prepare `prog` with its weights.
+    pub fn new(prog: Program, weights: &Weights, opts: &ExecOptions) -> Result<Self, ExecError> {
+        let t0 = Instant::now();
+        let g = &prog.graph;
+        if prog.locs.len() != g.num_values() {
+            return Err(ExecError::Program(format!(
+                "{} locations for {} values",
+                prog.locs.len(),
+                g.num_values()
+            )));
+        }
+        let isa = opts.isa.unwrap_or_else(Isa::detect);
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.threads
+        };
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| ExecError::Program(format!("thread pool: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let mut params: Vec<Option<Tensor>> = vec![None; g.num_values()];
+        for &v in g.params() {
+            let val = g.value(v);
+            let name = val.name.clone().unwrap_or_default();
+            let t = weights.get(&name).ok_or_else(|| ExecError::Param {
+                name: name.clone(),
+                msg: "no weight given".into(),
+            })?;
+            let dims = val.ty.shape.concrete().unwrap_or_default();
+            if t.shape() != dims.as_slice() || t.dtype() != val.ty.dtype {
+                return Err(ExecError::Param {
+                    name,
+                    msg: format!("expected {}, got {}", val.ty, t.ty()),
+                });
+            }
+            // Kernels read f32 weights as one row-major slice.
+            let t = match t {
+                Tensor::F32(a) if a.as_slice().is_none() => {
+                    Tensor::F32(a.as_standard_layout().into_owned())
+                }
+                other => other.clone(),
+            };
+            params[v.index()] = Some(t);
+        }
+        for (i, l) in prog.locs.iter().enumerate() {
+            if let Loc::Arena { offset, len } = *l {
+                if offset % 4 != 0 || offset.checked_add(len).is_none_or(|e| e > prog.arena_bytes) {
+                    return Err(ExecError::Program(format!(
+                        "value {i} at arena bytes {offset}+{len} is outside the {}-byte arena",
+                        prog.arena_bytes
+                    )));
+                }
+            }
+        }
+        let module = JitModule::compile(&prog.kernels)?;
+        let kernels = module.into_kernels();
+        let mut natives = Vec::with_capacity(prog.steps.len());
+        for s in &prog.steps {
+            natives.push(match s {
+                Step::MatMul { node, .. } => Native::MatMul(plan_matmul(g, *node, &params, isa)?),
+                Step::Conv { node, .. } => Native::Conv(plan_conv(g, *node, &params, isa)?),
+                _ => Native::None,
+            });
+        }
+        let ex = Executor {
+            kernels,
+            params,
+            natives,
+            pool,
+            threads,
+            isa,
+            arenas: Mutex::new(Vec::new()),
+            prepare_ms: 0.0,
+            prog,
+        };
+        ex.check_steps()?;
+        Ok(Executor {
+            prepare_ms: t0.elapsed().as_secs_f64() * 1e3,
+            ..ex
+        })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.prog
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Peak bytes of the tensor arena (one per concurrent run).
+    pub fn arena_bytes(&self) -> usize {
+        self.prog.arena_bytes
+    }
+
+    /// Every buffer a step touches has the right location and size.
+    fn check_steps(&self) -> Result<(), ExecError> {
+        let g = &self.prog.graph;
+        for s in &self.prog.steps {
+            let bad = |msg: String| {
+                Err(ExecError::Program(format!(
+                    "step {} ({}): {msg}",
+                    s.kind(),
+                    s.nodes().first().map(|&n| label(g, n)).unwrap_or_default()
+                )))
+            };
+            let check_kernel = |k: u32, args: &[Option<ValueId>], anchor: Option<ValueId>| {
+                let Some(ck) = self.kernels.get(k as usize) else {
+                    return Err(format!("kernel {k} does not exist"));
+                };
+                let decls = &ck.kernel().bufs;
+                if decls.len() != args.len() {
+                    return Err(format!("{} args for {} buffers", args.len(), decls.len()));
+                }
+                for (a, d) in args.iter().zip(decls) {
+                    let v = a.or(anchor).ok_or("an unbound buffer")?;
+                    let numel: usize = dims_of(g, v).iter().product();
+                    if numel != d.len || g.value(v).ty.dtype != DType::F32 {
+                        return Err(format!(
+                            "buffer of {} elements bound to {}",
+                            d.len,
+                            g.value(v).ty
+                        ));
+                    }
+                    match (self.prog.loc(v), d.role) {
+                        (Loc::Arena { .. }, _) | (Loc::Param, kiln_ir::kernel::Role::Input) => {}
+                        (l, r) => return Err(format!("{r:?} buffer at {l:?}")),
+                    }
+                }
+                Ok(())
+            };
+            let res = match s {
+                Step::Kernel { kernel, args, .. } => {
+                    let a: Vec<Option<ValueId>> = args.iter().copied().map(Some).collect();
+                    check_kernel(*kernel, &a, None)
+                }
+                Step::MatMul {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                }
+                | Step::Conv {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                } => {
+                    let anchor = g.node(*node).outputs[0];
+                    if dims_of(g, anchor) != dims_of(g, *out)
+                        || !matches!(self.prog.loc(*out), Loc::Arena { .. })
+                    {
+                        Err("the output is not an arena tensor of the anchor's shape".into())
+                    } else if let Some(e) = epilogue {
+                        check_kernel(e.kernel, &e.args, Some(anchor))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Step::Ref { .. } | Step::Alias { .. } => Ok(()),
+            };
+            if let Err(m) = res {
+                return bad(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Run on named inputs; the outputs in graph order.
+    pub fn run(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        let g = &self.prog.graph;
+        for name in inputs.keys() {
+            if !g
+                .inputs()
+                .iter()
+                .any(|&v| g.value(v).name.as_deref() == Some(name))
+            {
+                return Err(ExecError::Input {
+                    name: name.clone(),
+                    msg: "the graph has no such input".into(),
+                });
+            }
+        }
+        let mut arena = self
+            .arenas
+            .lock()
+            .map(|mut a| a.pop())
+            .unwrap_or(None)
+            .unwrap_or_default();
+        let want = self.prog.arena_bytes / 4 + 16;
+        if arena.len() < want {
+            arena.resize(want, 0.0);
+        }
+        let result = self.run_in(&mut arena, inputs);
+        if let Ok(mut a) = self.arenas.lock() {
+            a.push(arena);
+        }
+        result
+    }
+
+    fn run_in(
+        &self,
+        arena: &mut [f32],
+        inputs: &HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        let g = &self.prog.graph;
+        // 64-byte-aligned base.
+        let skip = arena.as_ptr().align_offset(64).min(15);
+        let arena = &mut arena[skip..];
+        let base = arena.as_mut_ptr();
+        let mut boxed: Vec<Option<Tensor>> = vec![None; g.num_values()];
+        for &v in g.inputs() {
+            let val = g.value(v);
+            let name = val.name.clone().unwrap_or_default();
+            let t = inputs.get(&name).ok_or_else(|| ExecError::Input {
+                name: name.clone(),
+                msg: "not given".into(),
+            })?;
+            let dims = dims_of(g, v);
+            if t.dtype() != val.ty.dtype || t.shape() != dims.as_slice() {
+                return Err(ExecError::Input {
+                    name,
+                    msg: format!("expected {}, got {}", val.ty, t.ty()),
+                });
+            }
+            match self.prog.loc(v) {
+                Loc::Arena { offset, len } => {
+                    let Tensor::F32(a) = t else {
+                        unreachable!("dtype checked")
+                    };
+                    let dst = &mut arena[offset / 4..(offset + len) / 4];
+                    for (d, s) in dst.iter_mut().zip(a.iter()) {
+                        *d = *s;
+                    }
+                }
+                Loc::Boxed => boxed[v.index()] = Some(t.clone()),
+                _ => {}
+            }
+        }
+        let ctx = match &self.pool {
+            Some(p) => Ctx::new(self.isa).with_pool(p),
+            None => Ctx::new(self.isa),
+        };
+        for (i, s) in self.prog.steps.iter().enumerate() {
+            let res = match s {
+                Step::Kernel { kernel, args, .. } => {
+                    let ptrs: Vec<*mut f32> = args.iter().map(|&v| self.ptr(base, v)).collect();
+                    self.run_kernel(*kernel, &ptrs)
+                }
+                Step::MatMul {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                } => match &self.natives[i] {
+                    Native::MatMul(p) => self.run_matmul(&ctx, base, *node, *out, epilogue, p),
+                    _ => Err("no matmul plan".into()),
+                },
+                Step::Conv {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                } => match &self.natives[i] {
+                    Native::Conv(p) => self.run_conv(&ctx, base, *node, *out, epilogue, p),
+                    _ => Err("no conv plan".into()),
+                },
+                Step::Ref { node } => self.run_ref(arena, &mut boxed, *node),
+                Step::Alias { .. } => Ok(()),
+            };
+            if let Err(msg) = res {
+                let label = s.nodes().first().map(|&n| label(g, n)).unwrap_or_default();
+                return Err(ExecError::Node { label, msg });
+            }
+        }
+        let mut outs = Vec::with_capacity(g.outputs().len());
+        for (name, v) in g.outputs() {
+            let t = self
+                .read(arena, &boxed, *v)
+                .ok_or_else(|| ExecError::Program(format!("output `{name}` was not computed")))?;
+            outs.push((name.clone(), t));
+        }
+        Ok(outs)
+    }
+
+    /// Pointer to value `v`'s f32 data.
+    fn ptr(&self, base: *mut f32, v: ValueId) -> *mut f32 {
+        match self.prog.loc(v) {
+            // SAFETY: `check_steps`/`new` proved the offset inside the arena,
+            // which `run` sized to `arena_bytes`.
+            Loc::Arena { offset, .. } => unsafe { base.add(offset / 4) },
+            Loc::Param => self.params[v.index()]
+                .as_ref()
+                .and_then(f32_slice)
+                .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut f32),
+            _ => std::ptr::null_mut(),
+        }
+    }
+
+    fn read(&self, arena: &[f32], boxed: &[Option<Tensor>], v: ValueId) -> Option<Tensor> {
+        let g = &self.prog.graph;
+        match self.prog.loc(v) {
+            Loc::Arena { offset, len } => Some(Tensor::f32(
+                &dims_of(g, v),
+                arena[offset / 4..(offset + len) / 4].to_vec(),
+            )),
+            Loc::Param => self.params[v.index()].clone(),
+            Loc::Boxed => boxed[v.index()].clone(),
+            Loc::None => None,
+        }
+    }
+
+    /// Run kernel `k` on `ptrs`, split across the pool when it pays.
+    fn run_kernel(&self, k: u32, ptrs: &[*mut f32]) -> Result<(), String> {
+        let ck = &self.kernels[k as usize];
+        if ptrs.iter().any(|p| p.is_null()) {
+            return Err("a kernel buffer has no memory".into());
+        }
+        let (on, inn) = (ck.kernel().outer_len(), ck.kernel().inner);
+        let parts = self.parts(ck, on, inn);
+        let run = |o: Range<usize>, i: Range<usize>| {
+            // SAFETY: one pointer per declared buffer, each to the declared
+            // number of f32s (checked by `check_steps`) in the arena or the
+            // weights; the plan keeps buffers of one step apart except for
+            // the in-place form `run_raw` allows; parts write disjoint
+            // elements.
+            unsafe { ck.run_raw(ptrs, o, i) }.map_err(|e| e.to_string())
+        };
+        match (&self.pool, parts.len()) {
+            (Some(pool), n) if n > 1 => {
+                let shared = Ptrs(ptrs);
+                let errs: Mutex<Vec<String>> = Mutex::new(Vec::new());
+                pool.scope(|s| {
+                    for (o, i) in parts {
+                        let errs = &errs;
+                        s.spawn(move |_| {
+                            let p = shared;
+                            // SAFETY: as above.
+                            if let Err(e) = unsafe { ck.run_raw(p.get(), o, i) } {
+                                if let Ok(mut v) = errs.lock() {
+                                    v.push(e.to_string());
+                                }
+                            }
+                        });
+                    }
+                });
+                match errs.into_inner().ok().and_then(|mut v| v.pop()) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+            _ => run(0..on, 0..inn),
+        }
+    }
+
+    fn parts(
+        &self,
+        ck: &CompiledKernel,
+        on: usize,
+        inn: usize,
+    ) -> Vec<(Range<usize>, Range<usize>)> {
+        let t = self.threads;
+        if t <= 1 || on.saturating_mul(inn) < PAR_MIN_ELEMS {
+            return vec![(0..on, 0..inn)];
+        }
+        if ck.outer_splittable() && (on >= t || !ck.inner_splittable()) {
+            split_range(on, t)
+                .into_iter()
+                .map(|r| (r, 0..inn))
+                .collect()
+        } else if ck.inner_splittable() {
+            split_range(inn.div_ceil(16), t)
+                .into_iter()
+                .map(|r| (0..on, 16 * r.start..(16 * r.end).min(inn)))
+                .collect()
+        } else {
+            vec![(0..on, 0..inn)]
+        }
+    }
+
+    /// Pointer table of an epilogue, with the anchor and output buffers at
+    /// `c` (they are the same memory: the epilogue rewrites C in place).
+    fn epilogue_ptrs(&self, base: *mut f32, e: &EpiSpec, c: *mut f32) -> Vec<*mut f32> {
+        e.args
+            .iter()
+            .map(|a| match a {
+                None => c,
+                Some(v) => self.ptr(base, *v),
+            })
+            .collect()
+    }
+
+    fn run_matmul(
+        &self,
+        ctx: &Ctx<'_>,
+        base: *mut f32,
+        node: NodeId,
+        out: ValueId,
+        epi: &Option<EpiSpec>,
+        p: &MatMulPlan,
+    ) -> Result<(), String> {
+        let g = &self.prog.graph;
+        let ins = &g.node(node).inputs;
+        let (a_ptr, b_ptr, c_ptr) = (
+            self.ptr(base, ins[0]),
+            self.ptr(base, ins[1]),
+            self.ptr(base, out),
+        );
+        if a_ptr.is_null() || c_ptr.is_null() || (p.packed_b.is_none() && b_ptr.is_null()) {
+            return Err("a matmul operand has no memory".into());
+        }
+        let a_len = if p.a_stride == 0 {
+            p.m * p.k
+        } else {
+            p.batches * p.m * p.k
+        };
+        let b_len = if p.b_stride == 0 {
+            p.k * p.n
+        } else {
+            p.batches * p.k * p.n
+        };
+        let c_len = p.batches * p.m * p.n;
+        // SAFETY: the plan placed A, B and C in disjoint arena ranges (or
+        // weights) of these lengths, alive for this step.
+        let (a, c) = unsafe {
+            (
+                std::slice::from_raw_parts(a_ptr as *const f32, a_len),
+                std::slice::from_raw_parts_mut(c_ptr, c_len),
+            )
+        };
+        let (rows, a_stride, batches) = if p.a_stride != 0 && p.b_stride == 0 {
+            // B is shared: one tall GEMM over every batch's rows.
+            (p.batches * p.m, 0, 1)
+        } else {
+            (p.m, p.a_stride, p.batches)
+        };
+        let am = MatRef::row_major(a, rows, p.k).map_err(|e| e.to_string())?;
+        let cm = MatMut::row_major(c, rows, p.n).map_err(|e| e.to_string())?;
+        let lhs = Lhs::Raw(am);
+        let rhs = match &p.packed_b {
+            Some(pb) => Rhs::Packed(pb),
+            None => {
+                // SAFETY: as above.
+                let b = unsafe { std::slice::from_raw_parts(b_ptr as *const f32, b_len) };
+                Rhs::Raw(MatRef::row_major(b, p.k, p.n).map_err(|e| e.to_string())?)
+            }
+        };
+        let b_stride = if batches == 1 { 0 } else { p.b_stride };
+        let c_stride = rows * p.n;
+        match epi {
+            None => gemm::sgemm_batched(
+                ctx,
+                batches,
+                (lhs, a_stride),
+                (rhs, b_stride),
+                (cm, c_stride),
+                false,
+                None,
+            )
+            .map_err(|e| e.to_string()),
+            Some(e) => {
+                let ck = &self.kernels[e.kernel as usize];
+                let ptrs = self.epilogue_ptrs(base, e, c_ptr);
+                let shared = Ptrs(&ptrs);
+                let errs: Mutex<Option<String>> = Mutex::new(None);
+                let f = |t: EpilogueTile<'_>| {
+                    let o0 = t.batch * rows + t.row0;
+                    // SAFETY: the tile is ours alone until we return; the
+                    // epilogue writes only rows o0.. and columns col0.. of
+                    // C (its output access is C's own layout), reads C at
+                    // the same elements, and reads other buffers.
+                    let r = unsafe {
+                        ck.run_raw(shared.get(), o0..o0 + t.rows, t.col0..t.col0 + t.cols)
+                    };
+                    if let Err(err) = r {
+                        if let Ok(mut s) = errs.lock() {
+                            *s = Some(err.to_string());
+                        }
+                    }
+                };
+                gemm::sgemm_batched(
+                    ctx,
+                    batches,
+                    (lhs, a_stride),
+                    (rhs, b_stride),
+                    (cm, c_stride),
+                    false,
+                    Some(&f),
+                )
+                .map_err(|e| e.to_string())?;
+                match errs.into_inner().ok().flatten() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn run_conv(
+        &self,
+        ctx: &Ctx<'_>,
+        base: *mut f32,
+        node: NodeId,
+        out: ValueId,
+        epi: &Option<EpiSpec>,
+        p: &ConvPlan,
+    ) -> Result<(), String> {
+        let g = &self.prog.graph;
+        let x_v = g.node(node).inputs[0];
+        let (x_ptr, y_ptr) = (self.ptr(base, x_v), self.ptr(base, out));
+        if x_ptr.is_null() || y_ptr.is_null() {
+            return Err("a conv operand has no memory".into());
+        }
+        let x_len: usize = dims_of(g, x_v).iter().product();
+        let y_len: usize = dims_of(g, out).iter().product();
+        // SAFETY: x and y are disjoint arena ranges of these lengths.
+        let (x, y) = unsafe {
+            (
+                std::slice::from_raw_parts(x_ptr as *const f32, x_len),
+                std::slice::from_raw_parts_mut(y_ptr, y_len),
+            )
+        };
+        match epi {
+            None => p
+                .conv
+                .run(ctx, x, p.nhw, y, None)
+                .map_err(|e| e.to_string()),
+            Some(e) => {
+                let ck = &self.kernels[e.kernel as usize];
+                let ptrs = self.epilogue_ptrs(base, e, y_ptr);
+                let shared = Ptrs(&ptrs);
+                let errs: Mutex<Option<String>> = Mutex::new(None);
+                let ch = p.channels;
+                let f = |t: EpilogueTile<'_>| {
+                    let o0 = t.batch * ch + t.row0;
+                    // SAFETY: as in `run_matmul`: the tile (image `batch`,
+                    // channels row0.., pixels col0..) is ours alone.
+                    let r = unsafe {
+                        ck.run_raw(shared.get(), o0..o0 + t.rows, t.col0..t.col0 + t.cols)
+                    };
+                    if let Err(err) = r {
+                        if let Ok(mut s) = errs.lock() {
+                            *s = Some(err.to_string());
+                        }
+                    }
+                };
+                p.conv
+                    .run(ctx, x, p.nhw, y, Some(&f))
+                    .map_err(|e| e.to_string())?;
+                match errs.into_inner().ok().flatten() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn run_ref(
+        &self,
+        arena: &mut [f32],
+        boxed: &mut [Option<Tensor>],
+        node: NodeId,
+    ) -> Result<(), String> {
+        let g = &self.prog.graph;
+        let n = g.node(node);
+        let args: Vec<Tensor> = n
+            .inputs
+            .iter()
+            .map(|&v| {
+                self.read(arena, boxed, v)
+                    .ok_or_else(|| "an input was not computed".to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&Tensor> = args.iter().collect();
+        let outs = n.op.eval(&refs).map_err(|e| e.to_string())?;
+        if outs.len() != n.outputs.len() {
+            return Err(format!(
+                "{} results for {} outputs",
+                outs.len(),
+                n.outputs.len()
+            ));
+        }
+        for (&v, t) in n.outputs.iter().zip(outs) {
+            let want = dims_of(g, v);
+            if t.shape() != want.as_slice() || t.dtype() != g.value(v).ty.dtype {
+                return Err(format!("result is {}, expected {}", t.ty(), g.value(v).ty));
+            }
+            match self.prog.loc(v) {
+                Loc::Arena { offset, len } => {
+                    let Tensor::F32(a) = &t else {
+                        unreachable!("dtype checked")
+                    };
+                    for (d, s) in arena[offset / 4..(offset + len) / 4]
+                        .iter_mut()
+                        .zip(a.iter())
+                    {
+                        *d = *s;
+                    }
+                }
+                Loc::Boxed => boxed[v.index()] = Some(t),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn plan_matmul(
+    g: &Graph,
+    node: NodeId,
+    params: &[Option<Tensor>],
+    isa: Isa,
+) -> Result<MatMulPlan, ExecError> {
+    let n = g.node(node);
+    let err = |msg: String| ExecError::Node {
+        label: label(g, node),
+        msg,
+    };
+    let (a, b) = (n.inputs[0], n.inputs[1]);
+    let (sa, sb) = (dims_of(g, a), dims_of(g, b));
+    if sa.len() < 2 || sb.len() < 2 {
+        return Err(err("native matmul needs 2-D operands".into()));
+    }
+    let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (kb, nn) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    if k != kb {
+        return Err(err(format!("inner dims {k} and {kb} differ")));
+    }
+    let ba: usize = sa[..sa.len() - 2].iter().product();
+    let bb: usize = sb[..sb.len() - 2].iter().product();
+    let batches = ba.max(bb);
+    if !(ba == 1 || bb == 1 || ba == bb) {
+        return Err(err("batch dims do not broadcast simply".into()));
+    }
+    let a_stride = if ba == 1 { 0 } else { m * k };
+    let b_stride = if bb == 1 { 0 } else { k * nn };
+    let packed_b = match (&params[b.index()], bb) {
+        (Some(t), 1) => {
+            let data = f32_slice(t).ok_or_else(|| err("weight is not f32".into()))?;
+            let mr = MatRef::row_major(data, k, nn).map_err(|e| err(e.to_string()))?;
+            Some(PackedB::new(isa, mr).map_err(|e| err(e.to_string()))?)
+        }
+        _ => None,
+    };
+    Ok(MatMulPlan {
+        batches,
+        m,
+        k,
+        n: nn,
+        a_stride,
+        b_stride,
+        packed_b,
+    })
+}
+
+fn plan_conv(
+    g: &Graph,
+    node: NodeId,
+    params: &[Option<Tensor>],
+    isa: Isa,
+) -> Result<ConvPlan, ExecError> {
+    let n = g.node(node);
+    let err = |msg: String| ExecError::Node {
+        label: label(g, node),
+        msg,
+    };
+    let Op::Conv(c) = &n.op else {
+        return Err(err("not a conv".into()));
+    };
+    let xs = dims_of(g, n.inputs[0]);
+    let ws = dims_of(g, n.inputs[1]);
+    let r = xs.len() - 2;
+    let or = |v: &[i64], d: i64, len: usize| -> Vec<usize> {
+        if v.is_empty() {
+            vec![d as usize; len]
+        } else {
+            v.iter().map(|&x| x.max(0) as usize).collect()
+        }
+    };
+    let params_c = Conv2dParams::from_spatial(
+        xs[1],
+        ws[0],
+        c.groups.max(1) as usize,
+        &ws[2..],
+        &or(&c.strides, 1, r),
+        &or(&c.dilations, 1, r),
+        &or(&c.pads, 0, 2 * r),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let weight = |v: ValueId| -> Result<&[f32], ExecError> {
+        params[v.index()]
+            .as_ref()
+            .and_then(f32_slice)
+            .ok_or_else(|| err("conv weights must be f32 parameters".into()))
+    };
+    let w = weight(n.inputs[1])?;
+    let bias = match n.inputs.get(2) {
+        Some(&b) => Some(weight(b)?),
+        None => None,
+    };
+    let conv = Conv2d::new(isa, params_c, w, bias).map_err(|e| err(e.to_string()))?;
+    let nhw = if r == 1 {
+        [xs[0], 1, xs[2]]
+    } else {
+        [xs[0], xs[2], xs[3]]
+    };
+    Ok(ConvPlan {
+        conv,
+        nhw,
+        channels: ws[0],
+    })
+}
