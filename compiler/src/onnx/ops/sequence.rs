@@ -69,12 +69,19 @@ fn position(c: &Ctx, i: usize, len: usize, inclusive_end: bool) -> CResult<Optio
         return Ok(None);
     };
     let [p] = p[..] else {
-        return c.invalid(format!("position must be a scalar, found {} values", p.len()));
+        return c.invalid(format!(
+            "position must be a scalar, found {} values",
+            p.len()
+        ));
     };
     let n = len as i64;
     let hi = if inclusive_end { n } else { n - 1 };
     if p < -n || p > hi {
-        let range = if inclusive_end { "[-n, n]" } else { "[-n, n-1]" };
+        let range = if inclusive_end {
+            "[-n, n]"
+        } else {
+            "[-n, n-1]"
+        };
         return c.invalid(format!(
             "position {p} is out of range {range} for a sequence of length {len}"
         ));
@@ -124,7 +131,10 @@ fn split_to_sequence(c: &mut Ctx) -> CResult<()> {
     let keepdims = c.attr_int("keepdims", 1)?;
     let dims = c.input_dims(0)?;
     let Some(a) = kiln_ir::ops::norm_axis(axis, dims.len()) else {
-        return c.invalid(format!("axis {axis} is out of range for rank {}", dims.len()));
+        return c.invalid(format!(
+            "axis {axis} is out of range for rank {}",
+            dims.len()
+        ));
     };
     let len = dims[a];
     let split = c.const_input(1, "split")?;
@@ -138,10 +148,7 @@ fn split_to_sequence(c: &mut Ctx) -> CResult<()> {
                 return c.invalid(format!("split size {k} must be positive"));
             }
             let k = k as usize;
-            (0..len)
-                .step_by(k)
-                .map(|s| k.min(len - s) as i64)
-                .collect()
+            (0..len).step_by(k).map(|s| k.min(len - s) as i64).collect()
         }
         Some(t) if t.ty().rank() == 1 => {
             let s: Vec<i64> = t.to_i64().iter().copied().collect();
@@ -171,7 +178,14 @@ fn split_to_sequence(c: &mut Ctx) -> CResult<()> {
     if squeeze {
         parts = parts
             .into_iter()
-            .map(|p| c.apply(Squeeze { axes: vec![a as i64] }, vec![p]))
+            .map(|p| {
+                c.apply(
+                    Squeeze {
+                        axes: vec![a as i64],
+                    },
+                    vec![p],
+                )
+            })
             .collect::<CResult<_>>()?;
     }
     c.set_seq_output(0, parts);
