@@ -136,6 +136,17 @@ pub enum Val {
     Const { t: Tensor, param: Option<String> },
 }
 
+/// What an ONNX name stands for: a tensor, or a sequence of tensors. kiln
+/// graphs hold only tensors, so a sequence is a list the importer keeps at
+/// import time (its length and positions are known); each element is an
+/// ordinary `Val`. Sequences live in their own table (`Importer::seqs`) and
+/// never reach the kiln graph.
+#[derive(Clone, Debug)]
+pub enum Item {
+    Tensor(Val),
+    Seq(Vec<Val>),
+}
+
 const NOT_KNOWN: &str = "that is not known at import time";
 
 /// Results larger than this are not folded at import (the weights stay params
@@ -146,6 +157,8 @@ pub(crate) struct Importer {
     pub g: Graph,
     pub weights: Weights,
     vals: HashMap<String, Val>,
+    /// Sequence-valued names (the side table of `vals`): compile-time lists.
+    seqs: HashMap<String, Vec<Val>>,
     /// Params already created for initializers.
     params: HashMap<String, ValueId>,
 }
@@ -155,7 +168,7 @@ pub struct Ctx<'a> {
     pub(crate) imp: &'a mut Importer,
     pub node: &'a NodeProto,
     pub opset: i64,
-    outputs: Vec<Option<Val>>,
+    outputs: Vec<Option<Item>>,
 }
 
 pub type CResult<T> = Result<T, Problem>;
@@ -193,8 +206,39 @@ impl<'a> Ctx<'a> {
             Some(s) if s.is_empty() => Ok(None),
             Some(s) => match self.imp.vals.get(s) {
                 Some(v) => Ok(Some(v.clone())),
+                None if self.imp.seqs.contains_key(s) => self.unsupported(format!(
+                    "input {i} `{s}`: a sequence where a tensor is expected"
+                )),
                 None => self.invalid(format!("input {i} `{s}` is not defined")),
             },
+        }
+    }
+    /// Input `i` as a sequence (a compile-time list of tensors).
+    pub fn seq_input(&self, i: usize) -> CResult<Vec<Val>> {
+        match self.node.input.get(i).filter(|s| !s.is_empty()) {
+            None => self.invalid(format!("input {i} (a sequence) is required")),
+            Some(s) => match self.imp.seqs.get(s) {
+                Some(v) => Ok(v.clone()),
+                None if self.imp.vals.contains_key(s) => {
+                    self.invalid(format!("input {i} `{s}` is a tensor, not a sequence"))
+                }
+                None => self.invalid(format!("input {i} `{s}` is not defined")),
+            },
+        }
+    }
+    /// Whether input `i` names a sequence.
+    pub fn is_seq_input(&self, i: usize) -> bool {
+        self.node
+            .input
+            .get(i)
+            .is_some_and(|s| self.imp.seqs.contains_key(s))
+    }
+    /// Input `i`, tensor or sequence.
+    pub fn item_input(&self, i: usize) -> CResult<Item> {
+        if self.is_seq_input(i) {
+            self.seq_input(i).map(Item::Seq)
+        } else {
+            self.input(i).map(Item::Tensor)
         }
     }
     pub fn input(&self, i: usize) -> CResult<Val> {
@@ -353,6 +397,13 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn set_output(&mut self, i: usize, v: Val) {
+        self.set_item_output(i, Item::Tensor(v));
+    }
+    /// Set output `i` to a sequence.
+    pub fn set_seq_output(&mut self, i: usize, v: Vec<Val>) {
+        self.set_item_output(i, Item::Seq(v));
+    }
+    pub fn set_item_output(&mut self, i: usize, v: Item) {
         if self.outputs.len() <= i {
             self.outputs.resize(i + 1, None);
         }
@@ -473,6 +524,27 @@ impl<'a> Ctx<'a> {
     /// body can be inlined once per iteration of an unrolled loop. Constants
     /// fold through the body as they do at the top level.
     pub fn inline_graph(&mut self, g: &proto::GraphProto, inputs: Vec<Val>) -> CResult<Vec<Val>> {
+        let items = inputs.into_iter().map(Item::Tensor).collect();
+        self.inline_graph_items(g, items)?
+            .into_iter()
+            .zip(&g.output)
+            .map(|(it, o)| match it {
+                Item::Tensor(v) => Ok(v),
+                Item::Seq(_) => self.unsupported(format!(
+                    "subgraph `{}` output `{}` is a sequence where a tensor is expected",
+                    g.name(),
+                    o.name()
+                )),
+            })
+            .collect()
+    }
+    /// `inline_graph` with inputs and outputs that may be sequences (the
+    /// state a `Loop` carries, the result of an `If`).
+    pub fn inline_graph_items(
+        &mut self,
+        g: &proto::GraphProto,
+        inputs: Vec<Item>,
+    ) -> CResult<Vec<Item>> {
         if g.input.len() != inputs.len() {
             return self.invalid(format!(
                 "subgraph `{}` takes {} inputs, given {}",
@@ -492,20 +564,28 @@ impl<'a> Ctx<'a> {
                     .flat_map(|n| n.output.iter().map(|s| s.as_str())),
             )
             .filter(|s| !s.is_empty());
-        let saved: Vec<(String, Option<Val>)> = defined
-            .map(|n| (n.to_string(), self.imp.vals.remove(n)))
+        type Saved = (String, Option<Val>, Option<Vec<Val>>);
+        let saved: Vec<Saved> = defined
+            .map(|n| {
+                let (v, s) = (self.imp.vals.remove(n), self.imp.seqs.remove(n));
+                (n.to_string(), v, s)
+            })
             .collect();
         let result = self.inline_scope(g, inputs);
         // Restore in reverse, so a name defined twice gets its outer value back.
-        for (name, v) in saved.into_iter().rev() {
+        for (name, v, s) in saved.into_iter().rev() {
             match v {
-                Some(v) => self.imp.vals.insert(name, v),
+                Some(v) => self.imp.vals.insert(name.clone(), v),
                 None => self.imp.vals.remove(&name),
+            };
+            match s {
+                Some(s) => self.imp.seqs.insert(name, s),
+                None => self.imp.seqs.remove(&name),
             };
         }
         result
     }
-    fn inline_scope(&mut self, g: &proto::GraphProto, inputs: Vec<Val>) -> CResult<Vec<Val>> {
+    fn inline_scope(&mut self, g: &proto::GraphProto, inputs: Vec<Item>) -> CResult<Vec<Item>> {
         for init in &g.initializer {
             let t = tensor_from_proto(init).or_else(|e| {
                 self.unsupported(format!("subgraph initializer `{}`: {e}", init.name()))
@@ -515,7 +595,7 @@ impl<'a> Ctx<'a> {
                 .insert(init.name().to_string(), Val::Const { t, param: None });
         }
         for (vi, v) in g.input.iter().zip(inputs) {
-            self.imp.vals.insert(vi.name().to_string(), v);
+            self.imp.bind(vi.name(), v);
         }
         for n in &g.node {
             let domain_ok = n.domain().is_empty() || n.domain() == "ai.onnx";
@@ -535,8 +615,8 @@ impl<'a> Ctx<'a> {
         }
         g.output
             .iter()
-            .map(|o| match self.imp.vals.get(o.name()) {
-                Some(v) => Ok(v.clone()),
+            .map(|o| match self.imp.item(o.name()) {
+                Some(v) => Ok(v),
                 None => self.invalid(format!(
                     "subgraph `{}` output `{}` is never computed",
                     g.name(),
@@ -544,6 +624,28 @@ impl<'a> Ctx<'a> {
                 )),
             })
             .collect()
+    }
+}
+
+impl Importer {
+    /// Bind `name` to a tensor or a sequence (replacing any earlier binding).
+    fn bind(&mut self, name: &str, v: Item) {
+        match v {
+            Item::Tensor(v) => {
+                self.seqs.remove(name);
+                self.vals.insert(name.to_string(), v);
+            }
+            Item::Seq(s) => {
+                self.vals.remove(name);
+                self.seqs.insert(name.to_string(), s);
+            }
+        }
+    }
+    fn item(&self, name: &str) -> Option<Item> {
+        match self.vals.get(name) {
+            Some(v) => Some(Item::Tensor(v.clone())),
+            None => self.seqs.get(name).cloned().map(Item::Seq),
+        }
     }
 }
 
@@ -626,6 +728,7 @@ pub fn import_model(
         }),
         weights: Weights::default(),
         vals: HashMap::new(),
+        seqs: HashMap::new(),
         params: HashMap::new(),
     };
 
@@ -713,6 +816,17 @@ pub fn import_model(
         if poisoned.contains(vo.name()) {
             continue;
         }
+        if imp.seqs.contains_key(vo.name()) {
+            problems.push(Problem::Unsupported {
+                node: vo.name().into(),
+                op_type: "graph output".into(),
+                what: format!(
+                    "output `{}` is a sequence (kiln graphs return only tensors)",
+                    vo.name()
+                ),
+            });
+            continue;
+        }
         let Some(v) = imp.vals.get(vo.name()).cloned() else {
             problems.push(model_problem(format!(
                 "graph output `{}` is never computed",
@@ -794,9 +908,7 @@ fn convert_nodes(
                         continue;
                     }
                     match outs.get(i).cloned().flatten() {
-                        Some(v) => {
-                            imp.vals.insert(name.clone(), v);
-                        }
+                        Some(v) => imp.bind(name, v),
                         None => {
                             problems.push(Problem::Unsupported {
                                 node: node_name(n),

@@ -12,7 +12,7 @@ use kiln_ir::ops::shape::{Concat, Gather, Reshape, Unsqueeze};
 use kiln_ir::{DType, Tensor};
 
 use super::{Row, MAX_OPSET};
-use crate::onnx::import::{CResult, Ctx, Val};
+use crate::onnx::import::{CResult, Ctx, Item, Val};
 use crate::onnx::proto::GraphProto;
 
 pub const OPS: &[Row] = &[
@@ -51,7 +51,12 @@ fn if_(c: &mut Ctx) -> CResult<()> {
             let Some(b) = truthy(&t) else {
                 return c.invalid(format!("condition must have one element, found {}", t.ty()));
             };
-            c.inline_graph(if b { then_g } else { else_g }, vec![])?
+            // A known branch may also return sequences.
+            let outs = c.inline_graph_items(if b { then_g } else { else_g }, vec![])?;
+            for (i, v) in outs.into_iter().enumerate() {
+                c.set_item_output(i, v);
+            }
+            return Ok(());
         }
         cond @ Val::Value(_) => {
             // Both branches are pure, so evaluating both and selecting is exact.
@@ -110,8 +115,9 @@ fn loop_(c: &mut Ctx) -> CResult<()> {
             None => return c.invalid("the loop condition must have one element"),
         },
     };
+    // Carried state may be a sequence (a list built up over the iterations).
     let mut carried = (2..c.node.input.len())
-        .map(|i| c.input(i))
+        .map(|i| c.item_input(i))
         .collect::<CResult<Vec<_>>>()?;
     let n = carried.len();
     let k = body.output.len().checked_sub(1 + n).map_or_else(
@@ -125,30 +131,34 @@ fn loop_(c: &mut Ctx) -> CResult<()> {
             return c.unsupported(format!("a loop of more than {MAX_UNROLL} iterations"));
         }
         let mut ins = vec![
-            konst(DType::I64, &[], vec![i as f64]),
-            konst(DType::Bool, &[], vec![1.0]),
+            Item::Tensor(konst(DType::I64, &[], vec![i as f64])),
+            Item::Tensor(konst(DType::Bool, &[], vec![1.0])),
         ];
         ins.append(&mut carried);
-        let mut outs = c.inline_graph(body, ins)?;
+        let mut outs = c.inline_graph_items(body, ins)?;
         let rest = outs.split_off(1);
         cond = match &outs[0] {
-            Val::Const { t, .. } => match truthy(t) {
+            Item::Tensor(Val::Const { t, .. }) => match truthy(t) {
                 Some(b) => b,
                 None => return c.invalid("the body's condition must have one element"),
             },
-            Val::Value(_) => {
+            Item::Tensor(Val::Value(_)) => {
                 return c.unsupported("a loop condition computed at run time (cannot unroll)")
             }
+            Item::Seq(_) => return c.invalid("the body's condition is a sequence"),
         };
         let mut rest = rest.into_iter();
         carried = rest.by_ref().take(n).collect();
         for (s, v) in scans.iter_mut().zip(rest) {
-            s.push(v);
+            match v {
+                Item::Tensor(v) => s.push(v),
+                Item::Seq(_) => return c.unsupported("a sequence as a loop scan output"),
+            }
         }
         i += 1;
     }
     for (j, v) in carried.into_iter().enumerate() {
-        c.set_output(j, v);
+        c.set_item_output(j, v);
     }
     for (j, s) in scans.into_iter().enumerate() {
         if s.is_empty() {

@@ -16,6 +16,8 @@ mod attention;
 mod norm_loss;
 mod signal;
 mod spatial;
+// Sequences as import-time lists (issue 3).
+mod sequence;
 
 use super::import::{CResult, Ctx};
 
@@ -28,7 +30,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 14] {
+fn tables() -> [&'static [Row]; 15] {
     [
         elementwise::OPS,
         math::OPS,
@@ -44,6 +46,7 @@ fn tables() -> [&'static [Row]; 14] {
         rnn::OPS,
         spatial::OPS,
         signal::OPS,
+        sequence::OPS,
     ]
 }
 
