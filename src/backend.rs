@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use kiln_compiler::codegen::{self, CodegenStats};
 use kiln_ir::{Model, Tensor};
+use kiln_runtime::exec::{ExecOptions, Executor};
 
 /// Which engine runs a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,37 +24,83 @@ pub struct PrepareOptions {
     pub threads: usize,
 }
 
+enum Engine {
+    Ref(Model),
+    Cpu(Box<Executor>, CodegenStats),
+}
+
 /// A model ready to run: its dimensions must all be bound.
 pub struct Prepared {
-    model: Model,
+    engine: Engine,
     /// Time spent preparing (optimising, planning, JIT), in milliseconds.
     pub compile_ms: f64,
 }
 
 impl Prepared {
-    pub fn new(model: Model, backend: Backend, _opts: &PrepareOptions) -> anyhow::Result<Self> {
+    /// Prepare `model` for `backend`. The CPU backend optimises it at -O2
+    /// (fusion included), generates its kernels and memory plan, and JITs.
+    pub fn new(model: Model, backend: Backend, opts: &PrepareOptions) -> anyhow::Result<Self> {
         let t0 = Instant::now();
-        match backend {
-            Backend::Ref => {}
-            Backend::Cpu => anyhow::bail!("the CPU backend is not built yet; use --backend ref"),
-        }
+        let engine = match backend {
+            Backend::Ref => Engine::Ref(model),
+            Backend::Cpu => {
+                let Model {
+                    mut graph,
+                    mut weights,
+                } = model;
+                kiln_compiler::passes::optimize("O2", &mut graph, &mut weights)?;
+                let (program, stats) = codegen::compile(&graph, &weights)?;
+                let exec = Executor::new(
+                    program,
+                    &weights,
+                    &ExecOptions {
+                        threads: opts.threads,
+                        isa: None,
+                    },
+                )?;
+                Engine::Cpu(Box::new(exec), stats)
+            }
+        };
         Ok(Prepared {
-            model,
+            engine,
             compile_ms: t0.elapsed().as_secs_f64() * 1e3,
         })
     }
 
     /// Run on named inputs; returns the outputs in graph order.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> anyhow::Result<Vec<(String, Tensor)>> {
-        Ok(kiln_ir::run(
-            &self.model.graph,
-            &self.model.weights,
-            inputs,
-        )?)
+        match &self.engine {
+            Engine::Ref(m) => Ok(kiln_ir::run(&m.graph, &m.weights, inputs)?),
+            Engine::Cpu(e, _) => Ok(e.run(inputs)?),
+        }
     }
 
     /// Peak bytes of the tensor arena, when the backend plans memory.
     pub fn peak_bytes(&self) -> Option<usize> {
-        None
+        match &self.engine {
+            Engine::Ref(_) => None,
+            Engine::Cpu(e, _) => Some(e.arena_bytes()),
+        }
+    }
+
+    /// The arena next to the sum of every planned tensor's size, and the
+    /// steps by kind (CPU backend only).
+    pub fn plan_summary(&self) -> Option<String> {
+        match &self.engine {
+            Engine::Ref(_) => None,
+            Engine::Cpu(e, st) => {
+                let p = e.program();
+                Some(format!(
+                    "arena {} bytes (tensors without reuse: {} bytes, {:.1}x); steps: {}; groups fused {}, split {}; {} threads",
+                    p.arena_bytes,
+                    p.unplanned_bytes,
+                    p.unplanned_bytes as f64 / p.arena_bytes.max(1) as f64,
+                    p.summary(),
+                    st.groups_fused,
+                    st.groups_split,
+                    e.threads()
+                ))
+            }
+        }
     }
 }

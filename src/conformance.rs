@@ -15,11 +15,7 @@ use kiln_ir::{Tensor, Weights};
 pub const RTOL: f64 = 1e-3;
 pub const ATOL: f64 = 1e-7;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// The reference interpreter.
-    Ref,
-}
+pub use crate::backend::Backend;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -308,6 +304,7 @@ fn run_test_inner(
         }
         let outs = match backend {
             Backend::Ref => run_ref(&imported.graph, &imported.weights, &feeds)?,
+            Backend::Cpu => run_cpu(imported.graph, imported.weights, &feeds)?,
         };
         for (k, (name, want)) in output_names.iter().zip(&expected).enumerate() {
             let got = outs
@@ -335,6 +332,22 @@ fn run_ref(
     kiln_ir::run(g, w, feeds)
         .map(|v| v.into_iter().collect())
         .map_err(|e| failed(e.to_string()))
+}
+
+fn run_cpu(
+    graph: kiln_ir::Graph,
+    weights: Weights,
+    feeds: &HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>, (Status, String)> {
+    let p = crate::backend::Prepared::new(
+        kiln_ir::Model { graph, weights },
+        Backend::Cpu,
+        &crate::backend::PrepareOptions::default(),
+    )
+    .map_err(|e| failed(format!("cpu backend: {e:#}")))?;
+    p.run(feeds)
+        .map(|v| v.into_iter().collect())
+        .map_err(|e| failed(format!("{e:#}")))
 }
 
 /// Counts (passed, failed, unsupported).

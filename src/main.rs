@@ -129,6 +129,17 @@ enum Cmd {
 enum BackendArg {
     /// The reference interpreter.
     Ref,
+    /// Fused kernels JIT-compiled with Cranelift, packed GEMM/conv, a static arena.
+    Cpu,
+}
+
+impl From<BackendArg> for kiln::backend::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Ref => kiln::backend::Backend::Ref,
+            BackendArg::Cpu => kiln::backend::Backend::Cpu,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -261,9 +272,7 @@ fn conformance(
     if !dir.is_dir() {
         bail!("{}: no such directory (regenerate the test data with tests/conformance/gen_onnx_tests.py)", dir.display());
     }
-    let backend = match backend {
-        BackendArg::Ref => conf::Backend::Ref,
-    };
+    let backend: conf::Backend = backend.into();
     if let Some(level) = &opt {
         kiln::compiler::passes::Pipeline::level(level)?;
     }
