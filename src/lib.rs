@@ -13,3 +13,4 @@ pub mod conformance;
 pub mod examples;
 pub mod init;
 pub mod npy;
+pub mod bench;

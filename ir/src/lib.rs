@@ -29,6 +29,6 @@ pub mod kernel;
 pub mod model;
 pub mod weights;
 
-pub use interp::{run, RunError};
+pub use interp::{check_inputs, run, RunError};
 pub use model::{LoadError, Model};
 pub use weights::{Weights, WeightsError};
