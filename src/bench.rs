@@ -26,8 +26,8 @@ pub fn all_cores() -> usize {
 /// Bind `m`'s symbolic dimensions and complete its inputs.
 ///
 /// Dimensions come from the shapes of the `given` inputs, then from `dims`
-/// (`--dim`; a conflict with the inputs is an error); unbound ones default to
-/// 1. Inputs not given get [`crate::init::random_input`] data. The inputs are
+/// (`--dim`; a conflict with the inputs is an error); unbound ones default
+/// to one. Inputs not given get [`crate::init::random_input`] data. The inputs are
 /// then checked against the graph (names, dtypes, shapes). Returns the inputs
 /// and the notes to show the user (defaulted dimensions, generated inputs).
 pub fn bind_inputs(

@@ -9,8 +9,8 @@ pub use kiln_ir as ir;
 pub use kiln_runtime as runtime;
 
 pub mod backend;
+pub mod bench;
 pub mod conformance;
 pub mod examples;
 pub mod init;
 pub mod npy;
-pub mod bench;

@@ -219,7 +219,14 @@ fn real_main() -> Result<()> {
             } else {
                 Model::load_kir(&model)?
             };
-            run_model(m, backend.into(), threads, &inputs, &dims, output_dir.as_deref())
+            run_model(
+                m,
+                backend.into(),
+                threads,
+                &inputs,
+                &dims,
+                output_dir.as_deref(),
+            )
         }
         Cmd::Conformance {
             dir,

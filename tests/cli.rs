@@ -448,7 +448,14 @@ fn bench_text_reports_latency_and_compile_time() {
 
 #[test]
 fn run_says_which_backend_ran() {
-    let o = kiln(&["run", &example("mlp.kir"), "--backend", "ref", "--dim", "N=1"]);
+    let o = kiln(&[
+        "run",
+        &example("mlp.kir"),
+        "--backend",
+        "ref",
+        "--dim",
+        "N=1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("on the ref backend"), "{}", stdout(&o));
 }
@@ -468,7 +475,10 @@ fn bench_bad_arguments_are_clear() {
         "--input",
         "x=/no/such/file.npy",
     ]));
-    assert!(err.contains("input `x`") && err.contains("/no/such/file.npy"), "{err}");
+    assert!(
+        err.contains("input `x`") && err.contains("/no/such/file.npy"),
+        "{err}"
+    );
     let d = tmpdir("bench-bad");
     let y = d.join("y.npy");
     let t = kiln::ir::Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 784], 0.0f32));
@@ -481,7 +491,10 @@ fn bench_bad_arguments_are_clear() {
         "--input",
         &format!("y={}", y.display()),
     ]));
-    assert!(err.contains("input `y`") && err.contains("no such input"), "{err}");
+    assert!(
+        err.contains("input `y`") && err.contains("no such input"),
+        "{err}"
+    );
     let err = assert_clean_failure(&kiln(&[
         "bench",
         &m,
@@ -496,7 +509,11 @@ fn bench_bad_arguments_are_clear() {
     let err = assert_clean_failure(&kiln(&["bench", "/no/such/model.kir", "--backend", "ref"]));
     assert!(err.contains("/no/such/model.kir"), "{err}");
     // Flags clap rejects: exit status 2, naming the flag and the bad value.
-    for (flag, val) in [("--backend", "gpu"), ("--threads", "many"), ("--iters", "lots")] {
+    for (flag, val) in [
+        ("--backend", "gpu"),
+        ("--threads", "many"),
+        ("--iters", "lots"),
+    ] {
         let o = kiln(&["bench", &m, flag, val]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         let err = stderr(&o);
