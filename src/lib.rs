@@ -9,6 +9,7 @@ pub use kiln_ir as ir;
 pub use kiln_runtime as runtime;
 
 pub mod backend;
+pub mod bench;
 pub mod conformance;
 pub mod examples;
 pub mod init;

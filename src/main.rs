@@ -29,13 +29,20 @@ enum Cmd {
         /// A `.kir` file.
         model: PathBuf,
     },
-    /// Run a model on the reference interpreter and summarise its outputs.
+    /// Run a model and summarise its outputs.
     #[command(
-        after_help = "Examples:\n  kiln run examples/models/mlp.kir --dim N=64\n  kiln run examples/models/mlp.kir --input x=x.npy --output-dir out/"
+        after_help = "Examples:\n  kiln run examples/models/mlp.kir --dim N=64\n  kiln run examples/models/mlp.kir --backend ref --input x=x.npy --output-dir out/"
     )]
     Run {
-        /// A `.kir` file (weights are read from the `.safetensors` beside it).
+        /// A `.kir` file (weights are read from the `.safetensors` beside it)
+        /// or an `.onnx` file.
         model: PathBuf,
+        /// Which backend runs the model.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Worker threads for the CPU backend (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// An input as NAME=FILE.npy. Inputs not given get deterministic
         /// pseudo-random data in [-1, 1).
         #[arg(long = "input", value_name = "NAME=FILE")]
@@ -123,13 +130,43 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         batch: usize,
     },
+    /// Prepare a model once (timed as compile+JIT), then time warm runs.
+    #[command(
+        after_help = "Prints the median, p90 and min latency, the compile+JIT time and the peak arena bytes.\n\nExamples:\n  kiln bench examples/models/mlp.kir --dim N=64\n  kiln bench model.onnx --threads 1 --iters 100 --json\n  kiln bench examples/models/lenet5.kir --backend ref --input x=x.npy --iters 5"
+    )]
+    Bench {
+        /// A `.kir` or `.onnx` file.
+        model: PathBuf,
+        /// Which backend runs the model.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 30)]
+        iters: usize,
+        /// Untimed runs before the timed ones.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Print one JSON object (median_ms, p90_ms, compile_ms, peak_bytes, ...) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Bind a symbolic dimension, as NAME=SIZE.
+        #[arg(long = "dim", value_name = "NAME=SIZE")]
+        dims: Vec<String>,
+        /// An input as NAME=FILE (.npy or .pb); inputs not given get
+        /// deterministic pseudo-random data in [-1, 1).
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BackendArg {
     /// The reference interpreter.
     Ref,
-    /// Fused kernels JIT-compiled with Cranelift, packed GEMM/conv, a static arena.
+    /// The CPU backend (fused JIT kernels, packed GEMM/conv, planned memory).
     Cpu,
 }
 
@@ -171,6 +208,8 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run {
             model,
+            backend,
+            threads,
             inputs,
             dims,
             output_dir,
@@ -180,7 +219,14 @@ fn real_main() -> Result<()> {
             } else {
                 Model::load_kir(&model)?
             };
-            run_model(m, &inputs, &dims, output_dir.as_deref())
+            run_model(
+                m,
+                backend.into(),
+                threads,
+                &inputs,
+                &dims,
+                output_dir.as_deref(),
+            )
         }
         Cmd::Conformance {
             dir,
@@ -223,6 +269,24 @@ fn real_main() -> Result<()> {
             opt(&model, opts)
         }
         Cmd::Demo { model, batch } => demo(&model, batch),
+        Cmd::Bench {
+            model,
+            backend,
+            threads,
+            iters,
+            warmup,
+            json,
+            dims,
+            inputs,
+        } => {
+            let opts = kiln::bench::BenchOptions {
+                backend: backend.into(),
+                threads,
+                iters,
+                warmup,
+            };
+            bench(&model, &opts, json, &inputs, &dims)
+        }
     }
 }
 
@@ -335,64 +399,64 @@ fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn run_model(
-    mut m: Model,
-    inputs: &[String],
-    dims: &[String],
-    output_dir: Option<&Path>,
-) -> Result<()> {
+/// `--input NAME=FILE` values, read.
+fn read_inputs(inputs: &[String]) -> Result<HashMap<String, Tensor>> {
     let mut given: HashMap<String, Tensor> = HashMap::new();
     for s in inputs {
         let (name, file) = parse_kv(s, "--input")?;
         let t = read_input(Path::new(&file)).map_err(|e| anyhow!("input `{name}`: {e:#}"))?;
         given.insert(name, t);
     }
-    let mut bound: BTreeMap<String, usize> = ir::interp::dims_from_inputs(&m.graph, &given)?;
-    for s in dims {
-        let (k, v) = parse_kv(s, "--dim")?;
-        let n: usize = v
-            .parse()
-            .map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?;
-        if let Some(&prev) = bound.get(&k) {
-            if prev != n {
-                bail!("--dim {k}={n} conflicts with the given inputs, which have {k}={prev}");
-            }
-        }
-        bound.insert(k, n);
+    Ok(given)
+}
+
+/// `--dim NAME=SIZE` values, parsed.
+fn parse_dims(dims: &[String]) -> Result<Vec<(String, usize)>> {
+    dims.iter()
+        .map(|s| {
+            let (k, v) = parse_kv(s, "--dim")?;
+            let n: usize = v
+                .parse()
+                .map_err(|_| anyhow!("--dim {k}: `{v}` is not a size"))?;
+            Ok((k, n))
+        })
+        .collect()
+}
+
+fn backend_desc(b: kiln::backend::Backend) -> &'static str {
+    match b {
+        kiln::backend::Backend::Ref => "the ref backend (reference interpreter)",
+        kiln::backend::Backend::Cpu => "the cpu backend",
     }
-    for sym in m.graph.symbols() {
-        if let std::collections::btree_map::Entry::Vacant(e) = bound.entry(sym) {
-            println!(
-                "note: dimension {0} is not bound; using {0}=1 (pass --dim {0}=...)",
-                e.key()
-            );
-            e.insert(1);
-        }
+}
+
+fn run_model(
+    mut m: Model,
+    backend: kiln::backend::Backend,
+    threads: usize,
+    inputs: &[String],
+    dims: &[String],
+    output_dir: Option<&Path>,
+) -> Result<()> {
+    let given = read_inputs(inputs)?;
+    let (given, notes) = kiln::bench::bind_inputs(&mut m, given, &parse_dims(dims)?)?;
+    for n in &notes {
+        println!("note: {n}");
     }
-    m.graph.bind_dims(&bound)?;
-    for &v in m.graph.inputs() {
-        let val = m.graph.value(v);
-        let name = val.name.clone().unwrap_or_default();
-        if let std::collections::hash_map::Entry::Vacant(e) = given.entry(name) {
-            let t = kiln::init::random_input(e.key(), &val.ty).map_err(|e| anyhow!(e))?;
-            println!(
-                "note: input `{}` not given; using deterministic pseudo-random data {}",
-                e.key(),
-                val.ty
-            );
-            e.insert(t);
-        }
-    }
+    let nodes = m.graph.node_count();
+    let prepared =
+        kiln::backend::Prepared::new(m, backend, &kiln::backend::PrepareOptions { threads })?;
     let t0 = Instant::now();
-    let outs = ir::run(&m.graph, &m.weights, &given)?;
+    let outs = prepared.run(&given)?;
     let dt = t0.elapsed();
     for (name, t) in &outs {
         println!("{}", summarize(name, t));
     }
     println!(
-        "ran {} nodes on the reference interpreter in {:.2} ms",
-        m.graph.node_count(),
-        dt.as_secs_f64() * 1e3
+        "ran {nodes} nodes on {} in {:.2} ms (prepared in {:.2} ms)",
+        backend_desc(backend),
+        dt.as_secs_f64() * 1e3,
+        prepared.compile_ms
     );
     if let Some(dir) = output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -401,6 +465,36 @@ fn run_model(
             kiln::npy::write(&p, t).map_err(|e| anyhow!(e))?;
             println!("wrote {}", p.display());
         }
+    }
+    Ok(())
+}
+
+fn bench(
+    path: &Path,
+    opts: &kiln::bench::BenchOptions,
+    json: bool,
+    inputs: &[String],
+    dims: &[String],
+) -> Result<()> {
+    if opts.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let mut m = if is_onnx(path) {
+        load_onnx(path, dims)?
+    } else {
+        Model::load_kir(path)?
+    };
+    let given = read_inputs(inputs)?;
+    let (given, notes) = kiln::bench::bind_inputs(&mut m, given, &parse_dims(dims)?)?;
+    // Notes go to stderr, so that `--json` prints exactly one JSON object.
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let report = kiln::bench::bench(m, &given, opts)?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text(&path.display().to_string()));
     }
     Ok(())
 }

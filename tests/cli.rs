@@ -62,6 +62,8 @@ fn run_every_example_and_write_npy() {
         let out = tmpdir(m.file_stem().unwrap().to_str().unwrap());
         let o = kiln(&[
             "run",
+            "--backend",
+            "ref",
             m.to_str().unwrap(),
             "--dim",
             "N=2",
@@ -84,6 +86,8 @@ fn run_every_example_and_write_npy() {
         ));
         let o2 = kiln(&[
             "run",
+            "--backend",
+            "ref",
             m.to_str().unwrap(),
             "--dim",
             "N=2",
@@ -110,7 +114,7 @@ fn unbound_dimension_defaults_to_one_and_says_so() {
         .into_iter()
         .find(|p| p.ends_with("mlp.kir"))
         .unwrap();
-    let o = kiln(&["run", m.to_str().unwrap()]);
+    let o = kiln(&["run", m.to_str().unwrap(), "--backend", "ref"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
     assert!(s.contains("dimension N is not bound; using N=1"), "{s}");
@@ -354,6 +358,8 @@ fn opt_output_runs_and_matches_the_original() {
     ] {
         let o = kiln(&[
             "run",
+            "--backend",
+            "ref",
             &model,
             "--dim",
             "N=2",
@@ -365,4 +371,152 @@ fn opt_output_runs_and_matches_the_original() {
     let a = kiln::npy::read(&d.join("a/logits.npy")).unwrap();
     let b = kiln::npy::read(&d.join("b/logits.npy")).unwrap();
     kiln::ir::tensor::allclose(&b, &a, 1e-4, 1e-5).unwrap();
+}
+
+#[test]
+fn bench_json_is_one_consistent_object() {
+    let o = kiln(&[
+        "bench",
+        &example("mlp.kir"),
+        "--backend",
+        "ref",
+        "--dim",
+        "N=2",
+        "--threads",
+        "1",
+        "--iters",
+        "4",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bench --json prints JSON");
+    let num = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} is not a number: {out}"))
+    };
+    let (median, p90, min) = (num("median_ms"), num("p90_ms"), num("min_ms"));
+    assert!(min > 0.0 && min <= median && median <= p90, "{out}");
+    assert!(num("compile_ms") >= 0.0, "{out}");
+    // The reference interpreter plans no memory.
+    assert!(v["peak_bytes"].is_null(), "{out}");
+    assert_eq!(v["iters"], 4, "{out}");
+    assert_eq!(v["warmup"], 1, "{out}");
+    assert_eq!(v["threads"], 1, "{out}");
+    assert_eq!(v["backend"], "ref", "{out}");
+    // The notes about generated inputs go to stderr, not into the JSON.
+    assert!(stderr(&o).contains("input `x` not given"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_text_reports_latency_and_compile_time() {
+    let d = tmpdir("bench");
+    let x = d.join("x.npy");
+    let t = kiln::ir::Tensor::F32(ndarray::ArrayD::from_elem(vec![3, 784], 0.25f32));
+    kiln::npy::write(&x, &t).unwrap();
+    let o = kiln(&[
+        "bench",
+        &example("mlp.kir"),
+        "--backend",
+        "ref",
+        "--input",
+        &format!("x={}", x.display()),
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for want in [
+        "backend ref",
+        "2 timed runs after 0 warmup",
+        "compile+JIT",
+        "median",
+        "p90",
+        "min",
+        "peak arena",
+    ] {
+        assert!(s.contains(want), "missing `{want}`: {s}");
+    }
+    // N was taken from the input's shape: no note about unbound dimensions.
+    assert!(!stderr(&o).contains("not bound"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_says_which_backend_ran() {
+    let o = kiln(&[
+        "run",
+        &example("mlp.kir"),
+        "--backend",
+        "ref",
+        "--dim",
+        "N=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("on the ref backend"), "{}", stdout(&o));
+}
+
+#[test]
+fn bench_bad_arguments_are_clear() {
+    let m = example("mlp.kir");
+    let err = assert_clean_failure(&kiln(&["bench", &m, "--backend", "ref", "--iters", "0"]));
+    assert!(err.contains("--iters must be at least 1"), "{err}");
+    let err = assert_clean_failure(&kiln(&["bench", &m, "--backend", "ref", "--input", "x"]));
+    assert!(err.contains("must look like NAME=VALUE"), "{err}");
+    let err = assert_clean_failure(&kiln(&[
+        "bench",
+        &m,
+        "--backend",
+        "ref",
+        "--input",
+        "x=/no/such/file.npy",
+    ]));
+    assert!(
+        err.contains("input `x`") && err.contains("/no/such/file.npy"),
+        "{err}"
+    );
+    let d = tmpdir("bench-bad");
+    let y = d.join("y.npy");
+    let t = kiln::ir::Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 784], 0.0f32));
+    kiln::npy::write(&y, &t).unwrap();
+    let err = assert_clean_failure(&kiln(&[
+        "bench",
+        &m,
+        "--backend",
+        "ref",
+        "--input",
+        &format!("y={}", y.display()),
+    ]));
+    assert!(
+        err.contains("input `y`") && err.contains("no such input"),
+        "{err}"
+    );
+    let err = assert_clean_failure(&kiln(&[
+        "bench",
+        &m,
+        "--backend",
+        "ref",
+        "--input",
+        &format!("x={}", y.display()),
+        "--dim",
+        "N=5",
+    ]));
+    assert!(err.contains("--dim N=5 conflicts"), "{err}");
+    let err = assert_clean_failure(&kiln(&["bench", "/no/such/model.kir", "--backend", "ref"]));
+    assert!(err.contains("/no/such/model.kir"), "{err}");
+    // Flags clap rejects: exit status 2, naming the flag and the bad value.
+    for (flag, val) in [
+        ("--backend", "gpu"),
+        ("--threads", "many"),
+        ("--iters", "lots"),
+    ] {
+        let o = kiln(&["bench", &m, flag, val]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(flag) && err.contains(val), "{err}");
+    }
 }

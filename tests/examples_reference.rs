@@ -5,16 +5,28 @@
 use std::path::Path;
 use std::process::Command;
 
+/// The backends checked against numpy.
+// `cpu` joins this list when the CPU backend runs whole models (issue 5).
+const BACKENDS: &[&str] = &["ref"];
+
 fn check_model(name: &str, outputs: &[&str]) {
+    for backend in BACKENDS {
+        check_model_on(name, outputs, backend);
+    }
+}
+
+fn check_model_on(name: &str, outputs: &[&str], backend: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = root.join("tests/data");
     let model = root.join(format!("examples/models/{name}.kir"));
-    let out = std::env::temp_dir().join(format!("kiln-ref-{name}-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("kiln-{backend}-{name}-{}", std::process::id()));
     let x = data.join(format!("{name}_x.npy"));
     let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
             "run",
             model.to_str().unwrap(),
+            "--backend",
+            backend,
             "--input",
             &format!("x={}", x.display()),
         ])
@@ -29,7 +41,7 @@ fn check_model(name: &str, outputs: &[&str]) {
         let want = kiln::npy::read(&data.join(format!("{name}_expected_{k}.npy"))).unwrap();
         // numpy computed in f64 and rounded once; kiln rounds after every op.
         kiln::ir::tensor::allclose(&got, &want, 1e-4, 1e-5)
-            .unwrap_or_else(|e| panic!("{name}/{k}: {e}"));
+            .unwrap_or_else(|e| panic!("{name}/{k} on {backend}: {e}"));
     }
 }
 

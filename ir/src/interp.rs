@@ -61,17 +61,10 @@ pub fn dims_from_inputs(
     Ok(dims)
 }
 
-/// Run `g` (all dimensions bound) on named inputs. Returns outputs in order.
-pub fn run(
-    g: &Graph,
-    weights: &Weights,
-    inputs: &HashMap<String, Tensor>,
-) -> Result<Vec<(String, Tensor)>, RunError> {
-    let order = g
-        .order()
-        .map_err(|n| RunError::Graph(format!("node {} is part of a cycle", g.label(n))))?;
-    let mut slots: Vec<Option<Tensor>> = vec![None; g.num_values()];
-
+/// Check named inputs against `g`'s inputs (all dimensions bound): every
+/// name is an input of the graph, and each input is given with its dtype and
+/// shape. Every backend checks its inputs with this before running.
+pub fn check_inputs(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<(), RunError> {
     for name in inputs.keys() {
         if !g
             .inputs()
@@ -103,7 +96,25 @@ pub fn run(
             name: name.clone(),
             msg,
         })?;
-        slots[v.index()] = Some(t.clone());
+    }
+    Ok(())
+}
+
+/// Run `g` (all dimensions bound) on named inputs. Returns outputs in order.
+pub fn run(
+    g: &Graph,
+    weights: &Weights,
+    inputs: &HashMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>, RunError> {
+    let order = g
+        .order()
+        .map_err(|n| RunError::Graph(format!("node {} is part of a cycle", g.label(n))))?;
+    let mut slots: Vec<Option<Tensor>> = vec![None; g.num_values()];
+
+    check_inputs(g, inputs)?;
+    for &v in g.inputs() {
+        let name = g.value(v).name.clone().unwrap_or_default();
+        slots[v.index()] = inputs.get(&name).cloned();
     }
     for &v in g.params() {
         let val = g.value(v);

@@ -30,6 +30,6 @@ pub mod model;
 pub mod program;
 pub mod weights;
 
-pub use interp::{run, RunError};
+pub use interp::{check_inputs, run, RunError};
 pub use model::{LoadError, Model};
 pub use weights::{Weights, WeightsError};
