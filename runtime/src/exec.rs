@@ -294,7 +294,8 @@ impl Executor {
                     {
                         Err("the output is not an arena tensor of the anchor's shape".into())
                     } else if let Some(e) = epilogue {
-                        check_kernel(e.kernel, &e.args, Some(anchor))
+                        // The anchor's tile is read from the output buffer.
+                        check_kernel(e.kernel, &e.args, Some(*out))
                     } else {
                         Ok(())
                     }

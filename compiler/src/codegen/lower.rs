@@ -43,6 +43,8 @@ fn reject<T>(msg: impl Into<String>) -> R<T> {
 /// `k` is `off[k] + Σ_d coef[k][d]·it[d]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Map {
+    /// Iteration rank (the length of every row).
+    it: usize,
     off: Vec<i64>,
     coef: Vec<Vec<i64>>,
 }
@@ -51,6 +53,7 @@ impl Map {
     /// The identity over `rank` iteration dims.
     pub(crate) fn identity(rank: usize) -> Map {
         Map {
+            it: rank,
             off: vec![0; rank],
             coef: (0..rank)
                 .map(|k| (0..rank).map(|d| i64::from(k == d)).collect())
@@ -60,6 +63,7 @@ impl Map {
     /// Coordinate `k` of the value is iteration dim `dims[k]` (`None`: 0).
     pub(crate) fn select(dims: &[Option<usize>], it_rank: usize) -> Map {
         Map {
+            it: it_rank,
             off: vec![0; dims.len()],
             coef: dims
                 .iter()
@@ -68,7 +72,7 @@ impl Map {
         }
     }
     fn zero_row(&self) -> Vec<i64> {
-        vec![0; self.coef.first().map_or(0, Vec::len)]
+        vec![0; self.it]
     }
 }
 
@@ -255,6 +259,7 @@ impl<'g> Builder<'g> {
         }
         let lead = out.len() - s.len();
         let mut r = Map {
+            it: m.it,
             off: Vec::with_capacity(s.len()),
             coef: Vec::with_capacity(s.len()),
         };
@@ -347,6 +352,7 @@ impl<'g> Builder<'g> {
                     return reject("transpose perm does not match the rank");
                 }
                 let mut im = Map {
+                    it: m.it,
                     off: vec![0; rank],
                     coef: vec![m.zero_row(); rank],
                 };
@@ -460,6 +466,7 @@ impl<'g> Builder<'g> {
         let x = self.gen(ins[0], m)?;
         // Per-channel parameters: coordinate 1 of the output.
         let ch = Map {
+            it: m.it,
             off: vec![m.off[1]],
             coef: vec![m.coef[1].clone()],
         };
