@@ -75,6 +75,18 @@ impl Prepared {
         }
     }
 
+    /// Per-step times of one run, `(step, kind, ms)` in execution order
+    /// (CPU backend only; `None` on the reference backend).
+    pub fn profile(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+    ) -> anyhow::Result<Option<Vec<(String, &'static str, f64)>>> {
+        match &self.engine {
+            Engine::Ref(_) => Ok(None),
+            Engine::Cpu(e, _) => Ok(Some(e.run_profiled(inputs)?.1)),
+        }
+    }
+
     /// Peak bytes of the tensor arena, when the backend plans memory.
     pub fn peak_bytes(&self) -> Option<usize> {
         match &self.engine {

@@ -82,6 +82,8 @@ pub struct BenchOptions {
     pub iters: usize,
     /// Untimed runs before the timed ones.
     pub warmup: usize,
+    /// Also time each step (median over the timed runs' count of extra runs).
+    pub profile: bool,
 }
 
 impl Default for BenchOptions {
@@ -91,6 +93,7 @@ impl Default for BenchOptions {
             threads: 0,
             iters: 30,
             warmup: 3,
+            profile: false,
         }
     }
 }
@@ -108,6 +111,10 @@ pub struct BenchReport {
     pub times_ms: Vec<f64>,
     /// Peak bytes of the tensor arena, when the backend plans memory.
     pub peak_bytes: Option<usize>,
+    /// How the backend planned the model (CPU backend).
+    pub plan: Option<String>,
+    /// Median time per step over `iters` profiled runs: `(step, kind, ms)`.
+    pub profile: Option<Vec<(String, &'static str, f64)>>,
 }
 
 /// The `p`-th percentile (0..=100) of ascending `sorted` by linear
@@ -198,6 +205,35 @@ impl BenchReport {
             }
             None => s += "  peak arena   not planned by this backend\n",
         }
+        if let Some(p) = &self.plan {
+            s += &format!("  plan         {p}\n");
+        }
+        if let Some(prof) = &self.profile {
+            let total: f64 = prof.iter().map(|p| p.2).sum();
+            let mut kinds: Vec<(&str, f64, usize)> = Vec::new();
+            for (_, k, t) in prof {
+                match kinds.iter_mut().find(|e| e.0 == *k) {
+                    Some(e) => {
+                        e.1 += t;
+                        e.2 += 1
+                    }
+                    None => kinds.push((k, *t, 1)),
+                }
+            }
+            s += &format!("  profile (median per step, sum {total:.3} ms):\n");
+            for (k, t, n) in &kinds {
+                s += &format!(
+                    "    {k:<8} {n:>4} steps {t:>9.3} ms {:>5.1}%\n",
+                    100.0 * t / total.max(1e-12)
+                );
+            }
+            let mut top: Vec<&(String, &str, f64)> = prof.iter().collect();
+            top.sort_by(|a, b| b.2.total_cmp(&a.2));
+            s += "  slowest steps:\n";
+            for (label, k, t) in top.iter().take(12) {
+                s += &format!("    {t:>9.3} ms  {k:<7} {label}\n");
+            }
+        }
         s
     }
 }
@@ -232,7 +268,31 @@ pub fn bench(
         times_ms.push(t.elapsed().as_secs_f64() * 1e3);
         drop(outs);
     }
+    let profile = if opts.profile {
+        let mut runs: Vec<Vec<(String, &'static str, f64)>> = Vec::new();
+        for _ in 0..opts.iters {
+            match prepared.profile(inputs)? {
+                Some(p) => runs.push(p),
+                None => break,
+            }
+        }
+        runs.first().cloned().map(|first| {
+            first
+                .into_iter()
+                .enumerate()
+                .map(|(k, (label, kind, _))| {
+                    let mut ts: Vec<f64> = runs.iter().map(|r| r[k].2).collect();
+                    ts.sort_by(f64::total_cmp);
+                    (label, kind, percentile(&ts, 50.0))
+                })
+                .collect()
+        })
+    } else {
+        None
+    };
     Ok(BenchReport {
+        plan: prepared.plan_summary(),
+        profile,
         backend: opts.backend,
         threads: opts.threads,
         warmup: opts.warmup,

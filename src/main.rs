@@ -152,6 +152,9 @@ enum Cmd {
         /// Print one JSON object (median_ms, p90_ms, compile_ms, peak_bytes, ...) instead of text.
         #[arg(long)]
         json: bool,
+        /// Also time every step (CPU backend) and print the slowest ones.
+        #[arg(long)]
+        profile: bool,
         /// Bind a symbolic dimension, as NAME=SIZE.
         #[arg(long = "dim", value_name = "NAME=SIZE")]
         dims: Vec<String>,
@@ -276,6 +279,7 @@ fn real_main() -> Result<()> {
             iters,
             warmup,
             json,
+            profile,
             dims,
             inputs,
         } => {
@@ -284,6 +288,7 @@ fn real_main() -> Result<()> {
                 threads,
                 iters,
                 warmup,
+                profile,
             };
             bench(&model, &opts, json, &inputs, &dims)
         }

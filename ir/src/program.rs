@@ -10,7 +10,8 @@
 //! The memory plan gives every f32 value that a step reads or writes a
 //! [`Loc`]: a byte offset in one static arena (offsets are reused once a
 //! value is dead, and an elementwise kernel may write over an input it is
-//! the last reader of), a weight, or, for the other dtypes, a boxed tensor.
+//! the last reader of), a weight, the caller's input tensor, the output
+//! tensor handed back, or, for the other dtypes, a boxed tensor.
 //! Values inside a fused kernel have no location at all: they never reach
 //! memory.
 
@@ -28,6 +29,10 @@ pub enum Loc {
     Param,
     /// A tensor of a dtype kernels do not handle (ints, bools...), kept whole.
     Boxed,
+    /// An f32 graph input, read in place from the caller's tensor.
+    Input,
+    /// An f32 graph output, written straight into the tensor the run returns.
+    Output,
 }
 
 /// The epilogue of a GEMM or convolution: kernel `kernel` runs on each
@@ -68,6 +73,8 @@ pub enum Step {
         epilogue: Option<Epilogue>,
         nodes: Vec<NodeId>,
     },
+    /// The f32 `max_pool`/`avg_pool` node `node`, through its gather table.
+    Pool { node: NodeId },
     /// Node `node` through its reference semantics.
     Ref { node: NodeId },
     /// Reshape-like node `node`: its result is its input's memory, nothing runs.
@@ -81,7 +88,7 @@ impl Step {
             Step::Kernel { nodes, .. } | Step::MatMul { nodes, .. } | Step::Conv { nodes, .. } => {
                 nodes.clone()
             }
-            Step::Ref { node } | Step::Alias { node } => vec![*node],
+            Step::Ref { node } | Step::Alias { node } | Step::Pool { node } => vec![*node],
         }
     }
 
@@ -92,6 +99,7 @@ impl Step {
             Step::MatMul { .. } => "matmul",
             Step::Conv { .. } => "conv",
             Step::Ref { .. } => "ref",
+            Step::Pool { .. } => "pool",
             Step::Alias { .. } => "alias",
         }
     }

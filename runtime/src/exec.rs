@@ -58,6 +58,9 @@ pub struct ExecOptions {
     pub isa: Option<Isa>,
 }
 
+/// Per-step timings of a profiled run: `(step, kind, ms)`.
+pub type StepTimes = Vec<(String, &'static str, f64)>;
+
 /// Work below this many elements runs on one thread.
 const PAR_MIN_ELEMS: usize = 1 << 15;
 
@@ -80,6 +83,7 @@ struct ConvPlan {
 
 enum Native {
     None,
+    Pool(kiln_ir::ops::pool::PoolTable),
     MatMul(MatMulPlan),
     Conv(ConvPlan),
 }
@@ -184,6 +188,18 @@ impl Executor {
             };
             params[v.index()] = Some(t);
         }
+        // Constants are held like weights.
+        for n in g.node_ids() {
+            let node = g.node(n);
+            if let (Op::Constant(c), [out]) = (&node.op, node.outputs.as_slice()) {
+                if prog.loc(*out) == Loc::Param {
+                    params[out.index()] = Some(match &c.value {
+                        Tensor::F32(a) => Tensor::F32(a.as_standard_layout().into_owned()),
+                        other => other.clone(),
+                    });
+                }
+            }
+        }
         for (i, l) in prog.locs.iter().enumerate() {
             if let Loc::Arena { offset, len } = *l {
                 if offset % 4 != 0 || offset.checked_add(len).is_none_or(|e| e > prog.arena_bytes) {
@@ -201,6 +217,17 @@ impl Executor {
             natives.push(match s {
                 Step::MatMul { node, .. } => Native::MatMul(plan_matmul(g, *node, &params, isa)?),
                 Step::Conv { node, .. } => Native::Conv(plan_conv(g, *node, &params, isa)?),
+                Step::Pool { node } => {
+                    let n = g.node(*node);
+                    let table = match &n.op {
+                        Op::Pool(p) => p.table(&g.value(n.inputs[0]).ty).ok(),
+                        _ => None,
+                    };
+                    Native::Pool(table.ok_or_else(|| ExecError::Node {
+                        label: label(g, *node),
+                        msg: "not a pool with a gather table".into(),
+                    })?)
+                }
                 _ => Native::None,
             });
         }
@@ -265,7 +292,8 @@ impl Executor {
                         ));
                     }
                     match (self.prog.loc(v), d.role) {
-                        (Loc::Arena { .. }, _) | (Loc::Param, kiln_ir::kernel::Role::Input) => {}
+                        (Loc::Arena { .. } | Loc::Output, _)
+                        | (Loc::Param | Loc::Input, kiln_ir::kernel::Role::Input) => {}
                         (l, r) => return Err(format!("{r:?} buffer at {l:?}")),
                     }
                 }
@@ -290,7 +318,7 @@ impl Executor {
                 } => {
                     let anchor = g.node(*node).outputs[0];
                     if dims_of(g, anchor) != dims_of(g, *out)
-                        || !matches!(self.prog.loc(*out), Loc::Arena { .. })
+                        || !matches!(self.prog.loc(*out), Loc::Arena { .. } | Loc::Output)
                     {
                         Err("the output is not an arena tensor of the anchor's shape".into())
                     } else if let Some(e) = epilogue {
@@ -301,6 +329,19 @@ impl Executor {
                     }
                 }
                 Step::Ref { .. } | Step::Alias { .. } => Ok(()),
+                Step::Pool { node } => {
+                    let n = g.node(*node);
+                    let ok = |v: ValueId, out: bool| match self.prog.loc(v) {
+                        Loc::Arena { .. } | Loc::Output => true,
+                        Loc::Input | Loc::Param => !out,
+                        _ => false,
+                    };
+                    if ok(n.inputs[0], false) && ok(n.outputs[0], true) {
+                        Ok(())
+                    } else {
+                        Err("pool operands must be f32 buffers".into())
+                    }
+                }
             };
             if let Err(m) = res {
                 return bad(m);
@@ -327,6 +368,39 @@ impl Executor {
                 });
             }
         }
+        self.with_arena(|arena| self.run_in(arena, inputs, None))
+    }
+
+    /// Like [`Executor::run`], also timing each step: `(label, kind, ms)`
+    /// per step in order, for `kiln bench --profile`.
+    pub fn run_profiled(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+    ) -> Result<(Vec<(String, Tensor)>, StepTimes), ExecError> {
+        let mut times = Vec::with_capacity(self.prog.steps.len());
+        let outs = self.with_arena(|arena| self.run_in(arena, inputs, Some(&mut times)))?;
+        let g = &self.prog.graph;
+        let prof = self
+            .prog
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(s, t)| {
+                let nodes = s.nodes();
+                let mut l = nodes.last().map(|&n| label(g, n)).unwrap_or_default();
+                if nodes.len() > 1 {
+                    l = format!("{l} (+{} fused)", nodes.len() - 1);
+                }
+                (l, s.kind(), t)
+            })
+            .collect();
+        Ok((outs, prof))
+    }
+
+    fn with_arena<T>(
+        &self,
+        f: impl FnOnce(&mut [f32]) -> Result<T, ExecError>,
+    ) -> Result<T, ExecError> {
         let mut arena = self
             .arenas
             .lock()
@@ -337,7 +411,7 @@ impl Executor {
         if arena.len() < want {
             arena.resize(want, 0.0);
         }
-        let result = self.run_in(&mut arena, inputs);
+        let result = f(&mut arena);
         if let Ok(mut a) = self.arenas.lock() {
             a.push(arena);
         }
@@ -348,13 +422,19 @@ impl Executor {
         &self,
         arena: &mut [f32],
         inputs: &HashMap<String, Tensor>,
+        mut times: Option<&mut Vec<f64>>,
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let g = &self.prog.graph;
         // 64-byte-aligned base.
         let skip = arena.as_ptr().align_offset(64).min(15);
         let arena = &mut arena[skip..];
-        let base = arena.as_mut_ptr();
+        let mut mem = Mem {
+            base: arena.as_mut_ptr(),
+            ext: vec![std::ptr::null_mut(); g.num_values()],
+        };
         let mut boxed: Vec<Option<Tensor>> = vec![None; g.num_values()];
+        // Inputs stay in the caller's tensors (copied only if not row-major).
+        let mut owned: Vec<Tensor> = Vec::new();
         for &v in g.inputs() {
             let val = g.value(v);
             let name = val.name.clone().unwrap_or_default();
@@ -370,17 +450,34 @@ impl Executor {
                 });
             }
             match self.prog.loc(v) {
-                Loc::Arena { offset, len } => {
+                Loc::Input => {
                     let Tensor::F32(a) = t else {
                         unreachable!("dtype checked")
                     };
-                    let dst = &mut arena[offset / 4..(offset + len) / 4];
-                    for (d, s) in dst.iter_mut().zip(a.iter()) {
-                        *d = *s;
-                    }
+                    let p = match a.as_slice() {
+                        Some(sl) => sl.as_ptr(),
+                        None => {
+                            owned.push(Tensor::F32(a.as_standard_layout().into_owned()));
+                            match owned.last() {
+                                Some(Tensor::F32(c)) => c.as_ptr(),
+                                _ => unreachable!("just pushed"),
+                            }
+                        }
+                    };
+                    // Only ever read: the plan writes arena and output buffers.
+                    mem.ext[v.index()] = p as *mut f32;
                 }
                 Loc::Boxed => boxed[v.index()] = Some(t.clone()),
                 _ => {}
+            }
+        }
+        // Output buffers, handed back without a copy.
+        let mut out_bufs: Vec<(ValueId, Vec<f32>)> = Vec::new();
+        for (_, v) in g.outputs() {
+            if self.prog.loc(*v) == Loc::Output && mem.ext[v.index()].is_null() {
+                let mut buf = vec![0f32; dims_of(g, *v).iter().product()];
+                mem.ext[v.index()] = buf.as_mut_ptr();
+                out_bufs.push((*v, buf));
             }
         }
         let ctx = match &self.pool {
@@ -388,9 +485,10 @@ impl Executor {
             None => Ctx::new(self.isa),
         };
         for (i, s) in self.prog.steps.iter().enumerate() {
+            let t0 = times.as_ref().map(|_| Instant::now());
             let res = match s {
                 Step::Kernel { kernel, args, .. } => {
-                    let ptrs: Vec<*mut f32> = args.iter().map(|&v| self.ptr(base, v)).collect();
+                    let ptrs: Vec<*mut f32> = args.iter().map(|&v| self.ptr(&mem, v)).collect();
                     self.run_kernel(*kernel, &ptrs)
                 }
                 Step::MatMul {
@@ -399,7 +497,7 @@ impl Executor {
                     epilogue,
                     ..
                 } => match &self.natives[i] {
-                    Native::MatMul(p) => self.run_matmul(&ctx, base, *node, *out, epilogue, p),
+                    Native::MatMul(p) => self.run_matmul(&ctx, &mem, *node, *out, epilogue, p),
                     _ => Err("no matmul plan".into()),
                 },
                 Step::Conv {
@@ -408,51 +506,92 @@ impl Executor {
                     epilogue,
                     ..
                 } => match &self.natives[i] {
-                    Native::Conv(p) => self.run_conv(&ctx, base, *node, *out, epilogue, p),
+                    Native::Conv(p) => self.run_conv(&ctx, &mem, *node, *out, epilogue, p),
                     _ => Err("no conv plan".into()),
                 },
-                Step::Ref { node } => self.run_ref(arena, &mut boxed, *node),
+                Step::Ref { node } => self.run_ref(&mem, &mut boxed, *node),
+                Step::Pool { node } => match &self.natives[i] {
+                    Native::Pool(t) => {
+                        let n = g.node(*node);
+                        match (self.slice(&mem, n.inputs[0]), self.ptr(&mem, n.outputs[0])) {
+                            (Some(x), y) if !y.is_null() => {
+                                let len: usize = dims_of(g, n.outputs[0]).iter().product();
+                                // SAFETY: the output's own buffer of `len`
+                                // f32s, apart from the input (both live here).
+                                let y = unsafe { std::slice::from_raw_parts_mut(y, len) };
+                                crate::pool::pool(t, x, y, self.pool.as_ref())
+                            }
+                            _ => Err("a pool operand has no memory".into()),
+                        }
+                    }
+                    _ => Err("no pool plan".into()),
+                },
                 Step::Alias { .. } => Ok(()),
             };
             if let Err(msg) = res {
                 let label = s.nodes().first().map(|&n| label(g, n)).unwrap_or_default();
                 return Err(ExecError::Node { label, msg });
             }
+            if let (Some(t), Some(t0)) = (times.as_mut(), t0) {
+                t.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
         let mut outs = Vec::with_capacity(g.outputs().len());
         for (name, v) in g.outputs() {
-            let t = self
-                .read(arena, &boxed, *v)
-                .ok_or_else(|| ExecError::Program(format!("output `{name}` was not computed")))?;
+            let t = match out_bufs.iter().position(|(o, _)| o == v) {
+                Some(k) => {
+                    let (_, buf) = out_bufs.swap_remove(k);
+                    mem.ext[v.index()] = std::ptr::null_mut();
+                    Some(Tensor::f32(&dims_of(g, *v), buf))
+                }
+                None => self.read(&mem, &boxed, *v),
+            };
+            let t = t.ok_or_else(|| {
+                ExecError::Program(format!(
+                    "output `{name}` was not computed (or listed twice)"
+                ))
+            })?;
             outs.push((name.clone(), t));
         }
+        drop(owned);
         Ok(outs)
     }
 
-    /// Pointer to value `v`'s f32 data.
-    fn ptr(&self, base: *mut f32, v: ValueId) -> *mut f32 {
+    /// Pointer to value `v`'s f32 data (null if it has none).
+    fn ptr(&self, mem: &Mem, v: ValueId) -> *mut f32 {
         match self.prog.loc(v) {
-            // SAFETY: `check_steps`/`new` proved the offset inside the arena,
-            // which `run` sized to `arena_bytes`.
-            Loc::Arena { offset, .. } => unsafe { base.add(offset / 4) },
+            // SAFETY: `new` proved the offset inside the arena, which
+            // `with_arena` sized to `arena_bytes`.
+            Loc::Arena { offset, .. } => unsafe { mem.base.add(offset / 4) },
             Loc::Param => self.params[v.index()]
                 .as_ref()
                 .and_then(f32_slice)
                 .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut f32),
-            _ => std::ptr::null_mut(),
+            Loc::Input | Loc::Output => mem.ext[v.index()],
+            Loc::Boxed | Loc::None => std::ptr::null_mut(),
         }
     }
 
-    fn read(&self, arena: &[f32], boxed: &[Option<Tensor>], v: ValueId) -> Option<Tensor> {
+    /// Value `v`'s f32 data as a slice.
+    fn slice<'m>(&self, mem: &'m Mem, v: ValueId) -> Option<&'m [f32]> {
+        let p = self.ptr(mem, v);
+        if p.is_null() {
+            return None;
+        }
+        let n: usize = dims_of(&self.prog.graph, v).iter().product();
+        // SAFETY: a non-null pointer from `ptr` is valid for the value's
+        // element count for the whole run; no step is writing it now.
+        Some(unsafe { std::slice::from_raw_parts(p, n) })
+    }
+
+    fn read(&self, mem: &Mem, boxed: &[Option<Tensor>], v: ValueId) -> Option<Tensor> {
         let g = &self.prog.graph;
         match self.prog.loc(v) {
-            Loc::Arena { offset, len } => Some(Tensor::f32(
-                &dims_of(g, v),
-                arena[offset / 4..(offset + len) / 4].to_vec(),
-            )),
             Loc::Param => self.params[v.index()].clone(),
             Loc::Boxed => boxed[v.index()].clone(),
-            Loc::None => None,
+            _ => self
+                .slice(mem, v)
+                .map(|s| Tensor::f32(&dims_of(g, v), s.to_vec())),
         }
     }
 
@@ -526,12 +665,12 @@ impl Executor {
 
     /// Pointer table of an epilogue, with the anchor and output buffers at
     /// `c` (they are the same memory: the epilogue rewrites C in place).
-    fn epilogue_ptrs(&self, base: *mut f32, e: &EpiSpec, c: *mut f32) -> Vec<*mut f32> {
+    fn epilogue_ptrs(&self, mem: &Mem, e: &EpiSpec, c: *mut f32) -> Vec<*mut f32> {
         e.args
             .iter()
             .map(|a| match a {
                 None => c,
-                Some(v) => self.ptr(base, *v),
+                Some(v) => self.ptr(mem, *v),
             })
             .collect()
     }
@@ -539,7 +678,7 @@ impl Executor {
     fn run_matmul(
         &self,
         ctx: &Ctx<'_>,
-        base: *mut f32,
+        mem: &Mem,
         node: NodeId,
         out: ValueId,
         epi: &Option<EpiSpec>,
@@ -548,9 +687,9 @@ impl Executor {
         let g = &self.prog.graph;
         let ins = &g.node(node).inputs;
         let (a_ptr, b_ptr, c_ptr) = (
-            self.ptr(base, ins[0]),
-            self.ptr(base, ins[1]),
-            self.ptr(base, out),
+            self.ptr(mem, ins[0]),
+            self.ptr(mem, ins[1]),
+            self.ptr(mem, out),
         );
         if a_ptr.is_null() || c_ptr.is_null() || (p.packed_b.is_none() && b_ptr.is_null()) {
             return Err("a matmul operand has no memory".into());
@@ -606,7 +745,7 @@ impl Executor {
             .map_err(|e| e.to_string()),
             Some(e) => {
                 let ck = &self.kernels[e.kernel as usize];
-                let ptrs = self.epilogue_ptrs(base, e, c_ptr);
+                let ptrs = self.epilogue_ptrs(mem, e, c_ptr);
                 let shared = Ptrs(&ptrs);
                 let errs: Mutex<Option<String>> = Mutex::new(None);
                 let f = |t: EpilogueTile<'_>| {
@@ -645,7 +784,7 @@ impl Executor {
     fn run_conv(
         &self,
         ctx: &Ctx<'_>,
-        base: *mut f32,
+        mem: &Mem,
         node: NodeId,
         out: ValueId,
         epi: &Option<EpiSpec>,
@@ -653,7 +792,7 @@ impl Executor {
     ) -> Result<(), String> {
         let g = &self.prog.graph;
         let x_v = g.node(node).inputs[0];
-        let (x_ptr, y_ptr) = (self.ptr(base, x_v), self.ptr(base, out));
+        let (x_ptr, y_ptr) = (self.ptr(mem, x_v), self.ptr(mem, out));
         if x_ptr.is_null() || y_ptr.is_null() {
             return Err("a conv operand has no memory".into());
         }
@@ -673,7 +812,7 @@ impl Executor {
                 .map_err(|e| e.to_string()),
             Some(e) => {
                 let ck = &self.kernels[e.kernel as usize];
-                let ptrs = self.epilogue_ptrs(base, e, y_ptr);
+                let ptrs = self.epilogue_ptrs(mem, e, y_ptr);
                 let shared = Ptrs(&ptrs);
                 let errs: Mutex<Option<String>> = Mutex::new(None);
                 let ch = p.channels;
@@ -701,19 +840,14 @@ impl Executor {
         }
     }
 
-    fn run_ref(
-        &self,
-        arena: &mut [f32],
-        boxed: &mut [Option<Tensor>],
-        node: NodeId,
-    ) -> Result<(), String> {
+    fn run_ref(&self, mem: &Mem, boxed: &mut [Option<Tensor>], node: NodeId) -> Result<(), String> {
         let g = &self.prog.graph;
         let n = g.node(node);
         let args: Vec<Tensor> = n
             .inputs
             .iter()
             .map(|&v| {
-                self.read(arena, boxed, v)
+                self.read(mem, boxed, v)
                     .ok_or_else(|| "an input was not computed".to_string())
             })
             .collect::<Result<_, _>>()?;
@@ -732,23 +866,35 @@ impl Executor {
                 return Err(format!("result is {}, expected {}", t.ty(), g.value(v).ty));
             }
             match self.prog.loc(v) {
-                Loc::Arena { offset, len } => {
+                Loc::Boxed => boxed[v.index()] = Some(t),
+                Loc::Arena { .. } | Loc::Output => {
                     let Tensor::F32(a) = &t else {
                         unreachable!("dtype checked")
                     };
-                    for (d, s) in arena[offset / 4..(offset + len) / 4]
-                        .iter_mut()
-                        .zip(a.iter())
-                    {
+                    let p = self.ptr(mem, v);
+                    if p.is_null() {
+                        return Err("a result has no memory".into());
+                    }
+                    // SAFETY: the value's own buffer (arena range or output
+                    // vector) of exactly its element count; the plan keeps it
+                    // apart from the inputs just read (copied above).
+                    let dst = unsafe { std::slice::from_raw_parts_mut(p, a.len()) };
+                    for (d, s) in dst.iter_mut().zip(a.iter()) {
                         *d = *s;
                     }
                 }
-                Loc::Boxed => boxed[v.index()] = Some(t),
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// Where a run's f32 values are: the arena, plus the caller's input tensors
+/// and the output vectors (per value index).
+struct Mem {
+    base: *mut f32,
+    ext: Vec<*mut f32>,
 }
 
 fn plan_matmul(

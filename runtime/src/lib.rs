@@ -10,3 +10,4 @@ pub mod exec;
 pub mod gemm;
 pub mod host;
 pub mod jit;
+pub mod pool;

@@ -53,7 +53,7 @@ pub(crate) fn reads_writes(
             }
             (r, vec![*out])
         }
-        Step::Ref { node } | Step::Alias { node } => {
+        Step::Ref { node } | Step::Alias { node } | Step::Pool { node } => {
             let n = g.node(*node);
             (n.inputs.to_vec(), n.outputs.to_vec())
         }
@@ -92,7 +92,11 @@ pub(crate) fn plan(graph: Graph, kernels: Vec<Kernel>, steps: Vec<Step>) -> Prog
     let mut touch = |v: ValueId, locs: &mut Vec<Loc>, arena: &mut Vec<bool>| {
         let val = g.value(v);
         size[v.index()] = val.ty.size_bytes().unwrap_or(0);
-        locs[v.index()] = if matches!(val.def, ValueDef::Param) {
+        let constant = match val.def {
+            ValueDef::Node { node, .. } => matches!(g.node(node).op, kiln_ir::Op::Constant(_)),
+            _ => false,
+        };
+        locs[v.index()] = if matches!(val.def, ValueDef::Param) || constant {
             Loc::Param
         } else if val.ty.dtype == DType::F32 {
             arena[v.index()] = true;
@@ -103,7 +107,6 @@ pub(crate) fn plan(graph: Graph, kernels: Vec<Kernel>, steps: Vec<Step>) -> Prog
     };
     for &v in g.inputs() {
         touch(v, &mut locs, &mut arena);
-        def[v.index()] = 0;
     }
     let rw: Vec<(Vec<ValueId>, Vec<ValueId>)> =
         steps.iter().map(|s| reads_writes(g, &kernels, s)).collect();
@@ -122,6 +125,29 @@ pub(crate) fn plan(graph: Graph, kernels: Vec<Kernel>, steps: Vec<Step>) -> Prog
     for (_, v) in g.outputs() {
         touch(*v, &mut locs, &mut arena);
         last[v.index()] = end;
+    }
+    // Graph inputs are read where the caller keeps them; outputs written by
+    // a step (and in no alias) go straight to the returned tensors.
+    let mut in_alias = vec![false; nv];
+    for s in &steps {
+        if let Step::Alias { node } = s {
+            let n = g.node(*node);
+            in_alias[n.inputs[0].index()] = true;
+            in_alias[n.outputs[0].index()] = true;
+        }
+    }
+    for &v in g.inputs() {
+        if arena[v.index()] {
+            arena[v.index()] = false;
+            locs[v.index()] = Loc::Input;
+        }
+    }
+    for (_, v) in g.outputs() {
+        let i = v.index();
+        if arena[i] && !in_alias[i] && def[i] != usize::MAX {
+            arena[i] = false;
+            locs[i] = Loc::Output;
+        }
     }
     let bytes = |v: usize| size[v];
     // Buffers: union-find over values.

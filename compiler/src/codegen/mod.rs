@@ -111,8 +111,12 @@ pub fn compile(g: &Graph, w: &Weights) -> Result<(Program, CodegenStats), Codege
             }
         }
         for &n in grp {
-            let step = cx.single(n);
-            cx.steps.push(step);
+            // A constant is not a step: the executor holds its value like a
+            // weight.
+            if !matches!(g.node(n).op, Op::Constant(_)) {
+                let step = cx.single(n);
+                cx.steps.push(step);
+            }
         }
     }
     let Cx {
@@ -226,6 +230,12 @@ impl Cx<'_> {
                 epilogue: None,
                 nodes: vec![n],
             };
+        }
+        if let Op::Pool(p) = &node.op {
+            let x = node.inputs[0];
+            if is_f32(g, x) && g.value(x).ty.rank() >= 3 && p.table(&g.value(x).ty).is_ok() {
+                return Step::Pool { node: n };
+            }
         }
         if is_view(&node.op)
             && is_f32(g, node.inputs[0])

@@ -381,6 +381,21 @@ pub(crate) struct PoolPlan {
     pub ty: TensorType,
 }
 
+/// A pool as a gather table, for backends: output position `o` of a plane
+/// reduces the input elements `idx[o * taps + k]` of the same plane (`-1`:
+/// padding, skipped), and an average divides by `divisors[o]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolTable {
+    pub kind: PoolKind,
+    /// Elements of one input plane (`H·W...`) and of one output plane.
+    pub in_plane: usize,
+    pub out_plane: usize,
+    /// Window positions per output element.
+    pub taps: usize,
+    pub idx: Vec<i32>,
+    pub divisors: Vec<u32>,
+}
+
 impl Pool {
     /// A pool with the given kernel and every other attribute at its default.
     pub fn new(kind: PoolKind, kernel: &[i64]) -> Pool {
@@ -393,6 +408,54 @@ impl Pool {
             ceil_mode: false,
             count_include_pad: false,
         }
+    }
+
+    /// The gather table of this pool over an input of type `x`, exactly as
+    /// `eval` walks it.
+    pub fn table(&self, x: &TensorType) -> OpResult<PoolTable> {
+        let PoolPlan {
+            geom: g,
+            xs,
+            kernel,
+            out,
+            ..
+        } = self.plan(&[x])?;
+        let taps = g.sliding_taps(&xs, &kernel, &out)?;
+        let (kp, op) = (
+            kernel.iter().product::<usize>(),
+            out.iter().product::<usize>(),
+        );
+        let in_plane: usize = xs.iter().product();
+        if i32::try_from(in_plane).is_err() {
+            return Err(OpError::Eval("plane too large for a gather table".into()));
+        }
+        let mut idx = Vec::with_capacity(kp * op);
+        let mut divisors = Vec::with_capacity(op);
+        for o in 0..op {
+            let mut d = 0u32;
+            for k in 0..kp {
+                match taps[k * op + o] {
+                    Tap::At(p) => {
+                        idx.push(p as i32);
+                        d += 1;
+                    }
+                    Tap::Pad => {
+                        idx.push(-1);
+                        d += u32::from(self.count_include_pad);
+                    }
+                    Tap::Outside => idx.push(-1),
+                }
+            }
+            divisors.push(d);
+        }
+        Ok(PoolTable {
+            kind: self.kind,
+            in_plane,
+            out_plane: op,
+            taps: kp,
+            idx,
+            divisors,
+        })
     }
 
     pub(crate) fn plan(&self, inputs: &[&TensorType]) -> OpResult<PoolPlan> {
