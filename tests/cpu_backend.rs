@@ -951,3 +951,196 @@ fn unbound_dims_are_a_prepare_error() {
     let e = format!("{e:#}");
     assert!(e.contains("N") || e.contains("unbound"), "{e}");
 }
+
+// ---- random elementwise / broadcast graphs -----------------------------
+
+mod random_graphs {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    pub enum Op {
+        Unary(u8, usize),
+        Binary(u8, usize, usize),
+        /// Expand to the full [A, B, C] shape.
+        Expand(usize),
+        /// Reverse the dims, an op, reverse back.
+        TransposeRoundTrip(u8, usize),
+        /// Flatten, an op, reshape back.
+        ReshapeRoundTrip(u8, usize),
+        /// Reverse along an axis (a slice with step -1).
+        Reverse(u8, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let i = 0usize..64;
+        prop_oneof![
+            3 => (0u8..8, i.clone()).prop_map(|(k, a)| Op::Unary(k, a)),
+            4 => (0u8..6, i.clone(), i.clone()).prop_map(|(k, a, b)| Op::Binary(k, a, b)),
+            1 => i.clone().prop_map(Op::Expand),
+            1 => (0u8..8, i.clone()).prop_map(|(k, a)| Op::TransposeRoundTrip(k, a)),
+            1 => (0u8..8, i.clone()).prop_map(|(k, a)| Op::ReshapeRoundTrip(k, a)),
+            1 => (0u8..3, i).prop_map(|(k, a)| Op::Reverse(k, a)),
+        ]
+    }
+
+    const UNARY: [&str; 8] = [
+        "neg",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "abs",
+        "softsign",
+        "erf",
+        "leaky_relu",
+    ];
+
+    fn bcast(a: &[usize], b: &[usize]) -> Vec<usize> {
+        let r = a.len().max(b.len());
+        let get = |s: &[usize], k: usize| {
+            if k + s.len() >= r {
+                s[k + s.len() - r]
+            } else {
+                1
+            }
+        };
+        (0..r).map(|k| get(a, k).max(get(b, k))).collect()
+    }
+
+    fn ty(s: &[usize]) -> String {
+        format!(
+            "f32[{}]",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    }
+
+    /// The graph's text: inputs of every broadcast form of [A, B, C].
+    pub fn build(dims: [usize; 3], ops: &[Op]) -> String {
+        let [a, b, c] = dims;
+        let mut src = String::from("graph rnd {\n");
+        let mut vals: Vec<(String, Vec<usize>)> = Vec::new();
+        for (name, s) in [
+            ("x", vec![a, b, c]),
+            ("y", vec![a, b, c]),
+            ("r", vec![1, b, 1]),
+            ("c", vec![c]),
+            ("s", vec![]),
+            ("q", vec![a, 1, c]),
+        ] {
+            src += &format!("  input %{name}: {}\n", ty(&s));
+            vals.push((name.to_string(), s));
+        }
+        src += "  %one = constant() {value = tensor<f32[]>[1.0]}\n";
+        let mut n = 0;
+        let mut fresh = || {
+            n += 1;
+            format!("v{n}")
+        };
+        for o in ops {
+            let pick = |i: usize| vals[i % vals.len()].clone();
+            let (out, shape) = match o {
+                Op::Unary(k, i) => {
+                    let (v, s) = pick(*i);
+                    let o = fresh();
+                    src += &format!("  %{o} = {}(%{v})\n", UNARY[*k as usize]);
+                    (o, s)
+                }
+                Op::Binary(k, i, j) => {
+                    let ((v, s), (w, t)) = (pick(*i), pick(*j));
+                    let o = fresh();
+                    let shape = bcast(&s, &t);
+                    if *k == 5 {
+                        // v / (1 + |w|): never divides by zero.
+                        let (ab, den) = (fresh(), fresh());
+                        src += &format!("  %{ab} = abs(%{w})\n  %{den} = add(%{ab}, %one)\n  %{o} = div(%{v}, %{den})\n");
+                    } else {
+                        let op = ["add", "sub", "mul", "max", "min"][*k as usize];
+                        src += &format!("  %{o} = {op}(%{v}, %{w})\n");
+                    }
+                    (o, shape)
+                }
+                Op::Expand(i) => {
+                    let (v, _) = pick(*i);
+                    let o = fresh();
+                    src += &format!("  %{o} = expand(%{v}) {{shape = [{a}, {b}, {c}]}}\n");
+                    (o, vec![a, b, c])
+                }
+                Op::TransposeRoundTrip(k, i) => {
+                    let (v, s) = pick(*i);
+                    let (t, u, o) = (fresh(), fresh(), fresh());
+                    src += &format!(
+                        "  %{t} = transpose(%{v}) {{perm = []}}\n  %{u} = {}(%{t})\n  %{o} = transpose(%{u}) {{perm = []}}\n",
+                        UNARY[*k as usize]
+                    );
+                    (o, s)
+                }
+                Op::ReshapeRoundTrip(k, i) => {
+                    let (v, s) = pick(*i);
+                    let (t, u, o) = (fresh(), fresh(), fresh());
+                    let back = s
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    src += &format!(
+                        "  %{t} = reshape(%{v}) {{shape = [-1]}}\n  %{u} = {}(%{t})\n  %{o} = reshape(%{u}) {{shape = [{back}]}}\n",
+                        UNARY[*k as usize]
+                    );
+                    (o, s)
+                }
+                Op::Reverse(k, i) => {
+                    let (v, s) = pick(*i);
+                    if s.is_empty() {
+                        continue;
+                    }
+                    let ax = *k as usize % s.len();
+                    let o = fresh();
+                    src += &format!(
+                        "  %{o} = slice(%{v}) {{starts = [-1], ends = [-9223372036854775807], axes = [{ax}], steps = [-1]}}\n"
+                    );
+                    (o, s)
+                }
+            };
+            vals.push((out, shape));
+        }
+        let last = vals.len() - 1;
+        // The last value, and two earlier results (inputs when there are none).
+        let at = |f: usize| 6 + last.saturating_sub(6) / f;
+        for (name, k) in [("out", last), ("mid", at(2)), ("early", at(3))] {
+            src += &format!("  output {name} = %{}\n", vals[k.min(last)].0);
+        }
+        src + "}\n"
+    }
+
+    fn dim() -> impl Strategy<Value = usize> {
+        prop_oneof![Just(1usize), Just(3), Just(17)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Random chains of elementwise, broadcast and injective ops compute
+        /// the same on cpu (1 and 2 threads, bitwise) as on ref. The last
+        /// dim is sometimes 1023, putting tensors above the thread threshold.
+        #[test]
+        fn random_elementwise_graphs(
+            a in dim(),
+            b in dim(),
+            c in prop_oneof![dim(), Just(1023usize)],
+            ops in prop::collection::vec(op(), 1..14),
+        ) {
+            let src = build([a, b, c], &ops);
+            let m = model(&src);
+            let p = program(&m);
+            assert_native(&p);
+            let x = feeds(&m.graph, -2.0, 2.0);
+            // Values stay O(1)-O(100) in magnitude: errors of a few ulp of
+            // the transcendental ops, carried through the chain.
+            compare_on(&m, &x, 1e-5, 1e-5)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{src}\nsteps: {}", p.summary())))?;
+        }
+    }
+}
