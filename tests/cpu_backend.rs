@@ -1144,3 +1144,45 @@ mod random_graphs {
         }
     }
 }
+
+/// Cases where writing in place would be wrong, or right only with care:
+/// the result must still match the reference.
+#[test]
+fn in_place_hazards() {
+    // %a is read at two different places (itself and its transpose): the
+    // kernel must not write over it.
+    check_default(
+        "graph t {\n  input %x: f32[33,33]\n  %a = exp(%x)\n  %b = neg(%a)\n  %t = transpose(%a) {perm = [1, 0]}\n  %c = add(%b, %t)\n  output y = %c\n}",
+    );
+    // %a is also an output: it must survive the kernel that reads it last.
+    check_default(
+        "graph t {\n  input %x: f32[17,1023]\n  %a = exp(%x)\n  %b = neg(%a)\n  %c = sqrt(%a)\n  %d = add(%b, %c)\n  output a = %a\n  output y = %d\n}",
+    );
+    // An alias of %a is read after the kernel: %a's buffer stays live.
+    check_default(
+        "graph t {\n  input %x: f32[17,1023]\n  param %w: f32[1023,3]\n  %a = exp(%x)\n  %r = reshape(%a) {shape = [17, 1023]}\n  %b = neg(%a)\n  %c = sqrt(%a)\n  %d = add(%b, %c)\n  %m = matmul(%r, %w)\n  output y = %d\n  output m = %m\n}",
+    );
+    // A reversed read of the same buffer (a different element each time).
+    check_default(
+        "graph t {\n  input %x: f32[1023]\n  %a = exp(%x)\n  %r = slice(%a) {starts = [-1], ends = [-9223372036854775807], axes = [0], steps = [-1]}\n  %b = sub(%a, %r)\n  output y = %b\n}",
+    );
+    // A chain of single-use kernels split by reductions: each elementwise
+    // kernel may write over its input.
+    let p = check_default(
+        "graph t {\n  input %x: f32[64,1023]\n  %a = exp(%x)\n  %s = reduce_max(%a) {axes = [1], keepdims = 1}\n  %b = neg(%a)\n  %c = tanh(%a)\n  %d = mul(%b, %c)\n  %e = add(%d, %s)\n  output y = %e\n}",
+    );
+    assert!(
+        p.arena_bytes < p.unplanned_bytes,
+        "{} vs {}",
+        p.arena_bytes,
+        p.unplanned_bytes
+    );
+    // Matmul and conv residuals that read the anchor's own input.
+    check(
+        "graph t {\n  input %x: f32[17,17]\n  param %w: f32[17,17]\n  %m = matmul(%x, %w)\n  %a = add(%m, %x)\n  %e = exp(%a)\n  output y = %e\n}",
+        -1.0,
+        1.0,
+        RTOL,
+        dot_atol(17),
+    );
+}
