@@ -1186,3 +1186,57 @@ fn in_place_hazards() {
         dot_atol(17),
     );
 }
+
+/// Reductions whose reduced or kept dims have extent 1, and reductions
+/// with broadcast or injective producers.
+#[test]
+fn reduction_edge_shapes() {
+    for src in [
+        "graph t {\n  input %x: f32[3,1,17]\n  %s = softmax(%x) {axis = 1}\n  output y = %s\n}",
+        "graph t {\n  input %x: f32[3,1,17]\n  %s = log_softmax(%x) {axis = 1}\n  output y = %s\n}",
+        "graph t {\n  input %x: f32[1,1,1]\n  %s = softmax(%x) {axis = -1}\n  output y = %s\n}",
+        "graph t {\n  input %x: f32[3,1,17]\n  %r = reduce_sum(%x) {axes = [1], keepdims = 0}\n  output y = %r\n}",
+        "graph t {\n  input %x: f32[3,1,17]\n  %r = reduce_max(%x) {axes = [1, 2], keepdims = 1}\n  output y = %r\n}",
+        "graph t {\n  input %x: f32[1,17,1]\n  %r = reduce_mean(%x) {axes = [0], keepdims = 1}\n  output y = %r\n}",
+        "graph t {\n  input %x: f32[5,1]\n  param %ln.scale: f32[1]\n  %y = layer_norm(%x, %ln.scale) {axis = -1, epsilon = 1e-5}\n  output y = %y\n}",
+        "graph t {\n  input %x: f32[5,3,1]\n  param %ln.scale: f32[3,1]\n  param %ln.bias: f32[3,1]\n  %y = layer_norm(%x, %ln.scale, %ln.bias) {axis = 1, epsilon = 1e-5}\n  output y = %y\n}",
+        "graph t {\n  input %x: f32[2,3,1,1]\n  %p = global_avg_pool(%x)\n  output y = %p\n}",
+        // Broadcast producers.
+        "graph t {\n  input %x: f32[3,17,33]\n  input %b: f32[33]\n  input %c: f32[17,1]\n  %a = add(%x, %b)\n  %m = mul(%a, %c)\n  %s = softmax(%m) {axis = 1}\n  output y = %s\n}",
+        "graph t {\n  input %x: f32[17,1]\n  %e = expand(%x) {shape = [17, 33]}\n  %s = softmax(%e) {axis = -1}\n  output y = %s\n}",
+        "graph t {\n  input %x: f32[33,17]\n  param %ln.scale: f32[33]\n  %t = transpose(%x) {perm = [1, 0]}\n  %r = relu(%t)\n  %y = layer_norm(%r, %ln.scale) {axis = -1, epsilon = 1e-5}\n  %z = tanh(%y)\n  output y = %z\n}",
+        "graph t {\n  input %x: f32[2,3,5,7]\n  %r = relu(%x)\n  %p = global_max_pool(%r)\n  %n = neg(%p)\n  output y = %n\n}",
+        "graph t {\n  input %x: f32[6,35]\n  %r = reshape(%x) {shape = [6, 5, 7]}\n  %s = reduce_sum(%r) {axes = [2], keepdims = 0}\n  output y = %s\n}",
+    ] {
+        check(src, -2.0, 2.0, RTOL, 1e-5);
+    }
+}
+
+/// Epilogues with broadcast operands that are not parameters.
+#[test]
+fn epilogue_broadcast_operands() {
+    // A per-row ([M, 1]) and a per-column input bias.
+    check(
+        "graph t {\n  input %x: f32[17,33]\n  input %rb: f32[17,1]\n  input %cb: f32[1,65]\n  param %w: f32[33,65]\n  %m = matmul(%x, %w)\n  %a = add(%m, %rb)\n  %b = mul(%a, %cb)\n  output y = %b\n}",
+        -1.0,
+        1.0,
+        RTOL,
+        dot_atol(33),
+    );
+    // Batched matmul with a per-batch scale.
+    check(
+        "graph t {\n  input %x: f32[3,17,33]\n  input %y: f32[3,33,5]\n  input %s: f32[3,1,1]\n  %m = matmul(%x, %y)\n  %a = mul(%m, %s)\n  output y = %a\n}",
+        -1.0,
+        1.0,
+        RTOL,
+        dot_atol(33),
+    );
+    // A conv with a per-channel input bias and a per-pixel input mask.
+    check(
+        "graph t {\n  input %x: f32[2,3,9,9]\n  input %b: f32[4,1,1]\n  input %k: f32[9,9]\n  param %c.weight: f32[4,3,3,3]\n  %c = conv(%x, %c.weight) {pads = [1, 1, 1, 1]}\n  %a = add(%c, %b)\n  %m = mul(%a, %k)\n  output y = %m\n}",
+        -1.0,
+        1.0,
+        RTOL,
+        1e-5,
+    );
+}
