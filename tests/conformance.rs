@@ -1,6 +1,7 @@
 //! CI guard for ONNX conformance: every test in the committed manifest
 //! (`tests/conformance/expected_pass.txt`) must still pass on the reference
-//! backend. New passes are added with
+//! backend, and on the CPU backend (fused JIT kernels, native GEMM/conv,
+//! memory plan). New passes are added with
 //! `kiln conformance DIR --write-manifest tests/conformance/expected_pass.txt`.
 //!
 //! The data comes from `KILN_ONNX_TESTS`, else `../shared/onnx-tests`; when
@@ -75,4 +76,11 @@ fn manifest_tests_still_pass_on_ref() {
 #[test]
 fn manifest_tests_still_pass_on_ref_after_o2() {
     check_manifest(Backend::Ref, Some("O2"));
+}
+
+/// The CPU backend (which optimises at -O2 itself) passes everything the
+/// reference passes.
+#[test]
+fn manifest_tests_still_pass_on_cpu() {
+    check_manifest(Backend::Cpu, None);
 }

@@ -210,6 +210,10 @@ fn fold_into_consumer(g: &mut Graph, cx: &mut PassCtx, bn: NodeId) -> bool {
     };
     let x = g.node(bn).inputs[0];
     let cin = g.node(c).inputs.clone();
+    // Only conv and matmul consumers fold; both take a second input.
+    if cin.len() < 2 {
+        return false;
+    }
     let (wn, bn_name) = names(g, cin[1]);
     match g.node(c).op.clone() {
         Op::Conv(conv) => {
