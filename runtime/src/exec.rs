@@ -736,11 +736,12 @@ impl Executor {
                     let Tensor::F32(a) = &t else {
                         unreachable!("dtype checked")
                     };
-                    for (d, s) in arena[offset / 4..(offset + len) / 4]
-                        .iter_mut()
-                        .zip(a.iter())
-                    {
-                        *d = *s;
+                    let dst = &mut arena[offset / 4..(offset + len) / 4];
+                    // A contiguous result is one copy; element-wise iteration
+                    // over a dynamic-rank array costs several ns per element.
+                    match a.as_slice() {
+                        Some(src) => dst.copy_from_slice(src),
+                        None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
                     }
                 }
                 Loc::Boxed => boxed[v.index()] = Some(t),

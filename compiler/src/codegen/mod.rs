@@ -69,9 +69,8 @@ pub fn compile(g: &Graph, w: &Weights) -> Result<(Program, CodegenStats), Codege
     let mut groups: Vec<Vec<NodeId>> = Vec::new();
     let mut slot: HashMap<u32, usize> = HashMap::new();
     for &n in &order {
-        match g.node(n).group {
-            Some(k) => members.entry(k).or_default().push(n),
-            None => {}
+        if let Some(k) = g.node(n).group {
+            members.entry(k).or_default().push(n);
         }
     }
     let mut last_of: HashMap<NodeId, u32> = HashMap::new();

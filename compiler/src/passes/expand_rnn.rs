@@ -158,7 +158,8 @@ fn plan(g: &Graph, cx: &PassCtx, n: NodeId) -> Option<Plan> {
             .activations
             .iter()
             .all(|a| ACTIVATIONS.contains(&a.as_str()))
-        || !(op.clip.0 > 0.0)
+        || op.clip.0.is_nan()
+        || op.clip.0 <= 0.0
         || !matches!(op.layout, 0 | 1)
     {
         return None;

@@ -134,8 +134,8 @@ pub enum PipelineError {
 
 impl Pipeline {
     /// The named pipelines: `O0` (nothing), `O1` (cleanup and folding), `O2`
-    /// (O1 plus batch-norm folding and shape folding, then the fusion
-    /// grouping the backends compile).
+    /// (O1 plus batch-norm folding, recurrent-layer unrolling and shape
+    /// folding, then the fusion grouping the backends compile).
     pub fn level(name: &str) -> Result<Pipeline, PipelineError> {
         let group =
             |names: &[&str]| Step::FixedPoint(names.iter().map(|s| s.to_string()).collect());
