@@ -135,6 +135,10 @@ fn pass_bn_fold() {
 fn pass_fusion() {
     check_pass("fusion");
 }
+#[test]
+fn pass_expand_rnn() {
+    check_pass("expand-rnn");
+}
 
 /// Every registered pass has a case folder.
 #[test]

@@ -879,8 +879,11 @@ impl Executor {
                     // vector) of exactly its element count; the plan keeps it
                     // apart from the inputs just read (copied above).
                     let dst = unsafe { std::slice::from_raw_parts_mut(p, a.len()) };
-                    for (d, s) in dst.iter_mut().zip(a.iter()) {
-                        *d = *s;
+                    // A contiguous result is one copy; element-wise iteration
+                    // over a dynamic-rank array costs several ns per element.
+                    match a.as_slice() {
+                        Some(src) => dst.copy_from_slice(src),
+                        None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
                     }
                 }
                 _ => {}

@@ -69,9 +69,8 @@ pub fn compile(g: &Graph, w: &Weights) -> Result<(Program, CodegenStats), Codege
     let mut groups: Vec<Vec<NodeId>> = Vec::new();
     let mut slot: HashMap<u32, usize> = HashMap::new();
     for &n in &order {
-        match g.node(n).group {
-            Some(k) => members.entry(k).or_default().push(n),
-            None => {}
+        if let Some(k) = g.node(n).group {
+            members.entry(k).or_default().push(n);
         }
     }
     let mut last_of: HashMap<NodeId, u32> = HashMap::new();
@@ -197,8 +196,21 @@ fn is_view(op: &Op) -> bool {
 }
 
 impl Cx<'_> {
+    /// Add `k`, or reuse an earlier kernel that differs from it only in
+    /// name (an unrolled recurrent layer repeats the same step kernels), so
+    /// each distinct body is compiled once.
     fn add_kernel(&mut self, k: Kernel) -> u32 {
         debug_assert!(k.validate().is_ok(), "{:?}", k.validate());
+        let same = |o: &Kernel| {
+            o.inner == k.inner
+                && o.outer == k.outer
+                && o.bufs == k.bufs
+                && o.exprs == k.exprs
+                && o.stmts == k.stmts
+        };
+        if let Some(i) = self.kernels.iter().position(same) {
+            return i as u32;
+        }
         self.kernels.push(k);
         (self.kernels.len() - 1) as u32
     }

@@ -15,6 +15,7 @@
 mod bn_fold;
 mod cse;
 mod dce;
+mod expand_rnn;
 mod fold;
 mod fusion;
 mod shape_fold;
@@ -30,6 +31,7 @@ use kiln_ir::{Graph, ValueId, VerifyError, Weights};
 pub use bn_fold::BnFold;
 pub use cse::Cse;
 pub use dce::Dce;
+pub use expand_rnn::ExpandRnn;
 pub use fold::ConstFold;
 pub use fusion::Fusion;
 pub use shape_fold::ShapeFold;
@@ -99,6 +101,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(ShapeFold),
         Box::new(BnFold),
         Box::new(Fusion),
+        Box::new(ExpandRnn),
     ]
 }
 
@@ -131,8 +134,8 @@ pub enum PipelineError {
 
 impl Pipeline {
     /// The named pipelines: `O0` (nothing), `O1` (cleanup and folding), `O2`
-    /// (O1 plus batch-norm folding and shape folding, then the fusion
-    /// grouping the backends compile).
+    /// (O1 plus batch-norm folding, recurrent-layer unrolling and shape
+    /// folding, then the fusion grouping the backends compile).
     pub fn level(name: &str) -> Result<Pipeline, PipelineError> {
         let group =
             |names: &[&str]| Step::FixedPoint(names.iter().map(|s| s.to_string()).collect());
@@ -147,6 +150,7 @@ impl Pipeline {
                 pass("dce"),
                 group(&["shape-fold", "cse", "const-fold", "simplify", "dce"]),
                 pass("bn-fold"),
+                pass("expand-rnn"),
                 group(&["shape-fold", "cse", "const-fold", "simplify", "dce"]),
                 pass("fusion"),
             ],
