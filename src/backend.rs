@@ -44,7 +44,11 @@ impl Prepared {
 
     /// Run on named inputs; returns the outputs in graph order.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> anyhow::Result<Vec<(String, Tensor)>> {
-        Ok(kiln_ir::run(&self.model.graph, &self.model.weights, inputs)?)
+        Ok(kiln_ir::run(
+            &self.model.graph,
+            &self.model.weights,
+            inputs,
+        )?)
     }
 
     /// Peak bytes of the tensor arena, when the backend plans memory.

@@ -1,0 +1,392 @@
+//! Gradient checks: every op with a gradient rule against central finite
+//! differences.
+//!
+//! Each case is a tiny graph in `.kir` text over f64 tensors (the reference
+//! interpreter computes in f64 and f64 results round to themselves, so the
+//! differences are taken in full double precision). Shapes are drawn at
+//! random per case (a fixed seed, several draws), broadcasting included. The
+//! harness reduces the case's output `y` to a scalar with random weights,
+//! `loss = reduce_sum(y * r)`, runs `autodiff` with respect to every float
+//! input, evaluates the gradients with the reference interpreter and compares
+//! each element with `(L(x + h) - L(x - h)) / 2h`, h = 1e-6, within
+//! `|analytic - numeric| <= 1e-6 + 1e-5 * |numeric|`.
+//!
+//! `every_rule_has_a_case` fails when an op declares a rule
+//! (`OpDef::GRAD_SPELLINGS`) that no case here exercises.
+
+use std::collections::{BTreeSet, HashMap};
+
+use kiln_compiler::passes::autodiff::{autodiff, gradients};
+use kiln_ir::ops::reduce::{Reduce, ReduceKind};
+use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId, Weights};
+
+/// A small deterministic generator (xorshift64*), so the checks need no
+/// extra dependency and every run draws the same shapes and values.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn int(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+}
+
+/// One check: graph text (inputs and `output y`), the range float inputs are
+/// drawn from, and fixed values for integer or bool inputs.
+struct Case {
+    text: String,
+    lo: f64,
+    hi: f64,
+    fixed: Vec<(&'static str, Tensor)>,
+}
+
+fn case(text: impl Into<String>) -> Case {
+    Case {
+        text: text.into(),
+        lo: -2.0,
+        hi: 2.0,
+        fixed: vec![],
+    }
+}
+impl Case {
+    fn range(mut self, lo: f64, hi: f64) -> Case {
+        self.lo = lo;
+        self.hi = hi;
+        self
+    }
+    fn fixed(mut self, name: &'static str, t: Tensor) -> Case {
+        self.fixed.push((name, t));
+        self
+    }
+}
+
+fn dims_str(d: &[usize]) -> String {
+    d.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn i64_tensor(shape: &[usize], v: Vec<i64>) -> Tensor {
+    Tensor::from_i64(
+        DType::I64,
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v).unwrap(),
+    )
+}
+fn bool_tensor(shape: &[usize], v: Vec<bool>) -> Tensor {
+    Tensor::Bool(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v).unwrap())
+}
+
+/// Random dims of rank `lo..=hi`, each 1..=4.
+fn rand_dims(rng: &mut Rng, lo: usize, hi: usize) -> Vec<usize> {
+    let r = rng.int(lo, hi);
+    (0..r).map(|_| rng.int(1, 4)).collect()
+}
+
+/// `b` a broadcasting partner of `a`: a suffix of `a` with some dims set to 1.
+fn bcast_partner(rng: &mut Rng, a: &[usize]) -> Vec<usize> {
+    let keep = rng.int(0, a.len());
+    a[a.len() - keep..]
+        .iter()
+        .map(|&d| if rng.int(0, 2) == 0 { 1 } else { d })
+        .collect()
+}
+
+fn unary_case(op: &str, attrs: &str, dims: &[usize], lo: f64, hi: f64) -> Case {
+    case(format!(
+        "input %x: f64[{}]\n  %y = {op}(%x){attrs}\n  output y = %y",
+        dims_str(dims)
+    ))
+    .range(lo, hi)
+}
+
+/// The gradient check itself. Returns the spellings of the ops in the case.
+fn check(name: &str, c: &Case, rng: &mut Rng) -> Vec<&'static str> {
+    let src = format!("graph t {{\n  {}\n}}\n", c.text);
+    let mut g: Graph = kiln_ir::parse(&src).unwrap_or_else(|e| panic!("{name}: {e}\n{src}"));
+    let ops: Vec<&'static str> = g
+        .node_ids()
+        .into_iter()
+        .map(|n| g.node(n).op.spelling())
+        .collect();
+    let y = g.outputs()[0].1;
+    let yty = g.value(y).ty.clone();
+    let r = g.add_input("r__", yty.clone());
+    let prod = g
+        .add(
+            kiln_ir::ops::binary::Binary::new(kiln_ir::ops::binary::BinaryKind::Mul),
+            &[y, r],
+        )
+        .unwrap();
+    let loss = g
+        .add(Reduce::new(ReduceKind::Sum, vec![], false), &[prod])
+        .unwrap();
+    g.set_output("loss", loss);
+
+    let mut feeds: HashMap<String, Tensor> = HashMap::new();
+    let mut wrt: Vec<ValueId> = Vec::new();
+    for &v in g.inputs() {
+        let val = g.value(v);
+        let vname = val.name.clone().unwrap();
+        if let Some((_, t)) = c.fixed.iter().find(|(n, _)| *n == vname) {
+            feeds.insert(vname, t.clone());
+            continue;
+        }
+        let dims = val.ty.shape.concrete().unwrap();
+        let n: usize = dims.iter().product();
+        let (lo, hi) = if vname == "r__" {
+            (-1.0, 1.0)
+        } else {
+            (c.lo, c.hi)
+        };
+        let data: Vec<f64> = (0..n).map(|_| rng.range(lo, hi)).collect();
+        feeds.insert(
+            vname.clone(),
+            Tensor::from_vec_f64(val.ty.dtype, &dims, data).unwrap(),
+        );
+        if vname != "r__" {
+            wrt.push(v);
+        }
+    }
+    let forward = g.clone();
+    let grads = autodiff(&mut g, loss, &wrt).unwrap_or_else(|e| panic!("{name}: {e}\n{src}"));
+    kiln_ir::verify(&g).unwrap_or_else(|e| panic!("{name}: invalid gradient graph: {e}\n{g}"));
+    // Also through the text format: the gradient graph prints and parses back.
+    let text = kiln_ir::print(&g);
+    kiln_ir::parse(&text).unwrap_or_else(|e| panic!("{name}: reparse: {e}\n{text}"));
+    let w = Weights::default();
+    let outs = kiln_ir::run(&g, &w, &feeds).unwrap_or_else(|e| panic!("{name}: {e}\n{g}"));
+    let get = |n: &str| outs.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let loss_of = |feeds: &HashMap<String, Tensor>| -> f64 {
+        let o = kiln_ir::run(&forward, &w, feeds).unwrap();
+        o.iter()
+            .find(|(k, _)| k == "loss")
+            .unwrap()
+            .1
+            .to_f64()
+            .iter()
+            .copied()
+            .next()
+            .unwrap()
+    };
+    let h = 1e-6;
+    for (&v, &gv) in wrt.iter().zip(&grads) {
+        let vname = g.value(v).name.clone().unwrap();
+        let analytic = get(&format!("grad_{vname}")).to_f64();
+        assert_eq!(g.value(gv).ty, g.value(v).ty, "{name}: gradient type");
+        let base = feeds[&vname].clone();
+        let dims = base.shape().to_vec();
+        let vals = base.to_f64().iter().copied().collect::<Vec<_>>();
+        for (i, a) in analytic.iter().enumerate() {
+            let mut f = feeds.clone();
+            let mut p = vals.clone();
+            p[i] += h;
+            f.insert(
+                vname.clone(),
+                Tensor::from_vec_f64(DType::F64, &dims, p).unwrap(),
+            );
+            let up = loss_of(&f);
+            let mut m = vals.clone();
+            m[i] -= h;
+            f.insert(
+                vname.clone(),
+                Tensor::from_vec_f64(DType::F64, &dims, m).unwrap(),
+            );
+            let down = loss_of(&f);
+            let num = (up - down) / (2.0 * h);
+            assert!(
+                (a - num).abs() <= 1e-6 + 1e-5 * num.abs(),
+                "{name}: d loss / d {vname}[{i}]: autodiff {a}, finite differences {num}\n{g}"
+            );
+        }
+    }
+    ops
+}
+
+/// Every case, named. Shapes are drawn from `rng`.
+fn cases(rng: &mut Rng) -> Vec<(String, Case)> {
+    let mut v: Vec<(String, Case)> = Vec::new();
+    // Unary ops, with the domain each is smooth on.
+    let unary: &[(&str, &str, f64, f64)] = &[
+        ("neg", "", -2.0, 2.0),
+        ("abs", "", -2.0, 2.0),
+        ("exp", "", -2.0, 2.0),
+        ("log", "", 0.2, 3.0),
+        ("sqrt", "", 0.2, 3.0),
+        ("rsqrt", "", 0.2, 3.0),
+        ("reciprocal", "", 0.3, 3.0),
+        ("sin", "", -3.0, 3.0),
+        ("cos", "", -3.0, 3.0),
+        ("tanh", "", -2.0, 2.0),
+        ("sigmoid", "", -3.0, 3.0),
+        ("relu", "", -2.0, 2.0),
+        ("leaky_relu", " {alpha = 0.1}", -2.0, 2.0),
+        ("elu", " {alpha = 0.7}", -2.0, 2.0),
+        ("selu", "", -2.0, 2.0),
+        ("gelu", "", -3.0, 3.0),
+        ("gelu", " {approximate = \"tanh\"}", -3.0, 3.0),
+        ("erf", "", -2.0, 2.0),
+        ("softplus", "", -3.0, 3.0),
+        ("hard_sigmoid", " {alpha = 0.3, beta = 0.4}", -4.0, 4.0),
+        ("sign", "", -2.0, 2.0),
+        ("floor", "", -2.0, 2.0),
+        ("ceil", "", -2.0, 2.0),
+        ("round", "", -2.0, 2.0),
+        ("tan", "", -1.2, 1.2),
+        ("asin", "", -0.9, 0.9),
+        ("acos", "", -0.9, 0.9),
+        ("atan", "", -3.0, 3.0),
+        ("sinh", "", -2.0, 2.0),
+        ("cosh", "", -2.0, 2.0),
+        ("asinh", "", -2.0, 2.0),
+        ("acosh", "", 1.2, 3.0),
+        ("atanh", "", -0.9, 0.9),
+        ("softsign", "", -2.0, 2.0),
+        ("mish", "", -3.0, 3.0),
+        ("hard_swish", "", -5.0, 5.0),
+        ("celu", " {alpha = 1.5}", -2.0, 2.0),
+        ("thresholded_relu", " {alpha = 0.5}", -2.0, 2.0),
+    ];
+    for &(op, attrs, lo, hi) in unary {
+        for _ in 0..2 {
+            let d = rand_dims(rng, 0, 3);
+            v.push((
+                format!("{op}{attrs} {d:?}"),
+                unary_case(op, attrs, &d, lo, hi),
+            ));
+        }
+    }
+    // Binary ops, same shape and broadcast both ways.
+    for op in ["add", "sub", "mul", "div", "pow", "max", "min"] {
+        for k in 0..3 {
+            let a = rand_dims(rng, 1, 3);
+            let b = bcast_partner(rng, &a);
+            let (a, b) = if k == 1 {
+                (b, a)
+            } else if k == 2 {
+                (a.clone(), a)
+            } else {
+                (a, b)
+            };
+            let (lo, hi) = if op == "pow" || op == "div" {
+                (0.5, 2.0)
+            } else {
+                (-2.0, 2.0)
+            };
+            v.push((
+                format!("{op} {a:?} {b:?}"),
+                case(format!(
+                    "input %a: f64[{}]\n  input %b: f64[{}]\n  %y = {op}(%a, %b)\n  output y = %y",
+                    dims_str(&a),
+                    dims_str(&b)
+                ))
+                .range(lo, hi),
+            ));
+        }
+    }
+    v.push((
+        "prelu".into(),
+        case("input %a: f64[2,3,4]\n  input %s: f64[3,1]\n  %y = prelu(%a, %s)\n  output y = %y"),
+    ));
+    v.push((
+        "where".into(),
+        case("input %c: bool[3,1]\n  input %a: f64[3,4]\n  input %b: f64[4]\n  %y = where(%c, %a, %b)\n  output y = %y")
+            .fixed("c", bool_tensor(&[3, 1], vec![true, false, true])),
+    ));
+    // Reductions over random axes, with and without keepdims.
+    for op in [
+        "reduce_sum",
+        "reduce_mean",
+        "reduce_max",
+        "reduce_min",
+        "reduce_prod",
+    ] {
+        for k in 0..3 {
+            let d = rand_dims(rng, 1, 3);
+            let axes: Vec<String> = (0..d.len())
+                .filter(|_| rng.int(0, 1) == 1)
+                .map(|a| a.to_string())
+                .collect();
+            let (lo, hi) = if op == "reduce_prod" {
+                (0.5, 1.5)
+            } else {
+                (-2.0, 2.0)
+            };
+            v.push((
+                format!("{op} {d:?} axes {axes:?}"),
+                unary_case(
+                    op,
+                    &format!(" {{axes = [{}], keepdims = {}}}", axes.join(", "), k % 2),
+                    &d,
+                    lo,
+                    hi,
+                ),
+            ));
+        }
+    }
+    v
+}
+
+#[test]
+fn gradcheck_all_cases() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let cs = cases(&mut rng);
+    for (name, c) in &cs {
+        check(name, c, &mut rng);
+    }
+}
+
+#[test]
+fn every_rule_has_a_case() {
+    let mut rng = Rng(1);
+    let mut covered: BTreeSet<&'static str> = BTreeSet::new();
+    for (name, c) in &cases(&mut rng) {
+        let src = format!("graph t {{\n  {}\n}}\n", c.text);
+        let g = kiln_ir::parse(&src).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for n in g.node_ids() {
+            covered.insert(g.node(n).op.spelling());
+        }
+    }
+    let missing: Vec<&str> = Op::grad_spellings()
+        .into_iter()
+        .filter(|s| !covered.contains(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ops with a gradient rule but no gradcheck case: {missing:?}"
+    );
+}
+
+#[test]
+fn missing_rule_is_an_error_naming_the_op() {
+    let src = "graph t {\n  input %x: f32[4]\n  %y = cumsum(%x) {axis = 0}\n  %l = reduce_sum(%y) {keepdims = 0}\n  output loss = %l\n}\n";
+    let mut g = kiln_ir::parse(src).unwrap();
+    let (x, l) = (g.inputs()[0], g.outputs()[0].1);
+    let err = gradients(&mut g, l, &[x]).unwrap_err().to_string();
+    assert!(
+        err.contains("cumsum") && err.contains("no gradient rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loss_must_be_a_float_scalar() {
+    let src = "graph t {\n  input %x: f32[4]\n  %y = exp(%x)\n  output y = %y\n}\n";
+    let mut g = kiln_ir::parse(src).unwrap();
+    let (x, y) = (g.inputs()[0], g.outputs()[0].1);
+    let err = gradients(&mut g, y, &[x]).unwrap_err().to_string();
+    assert!(err.contains("scalar"), "{err}");
+    let _ = (Shape::scalar(), TensorType::concrete(DType::F32, &[]));
+}
