@@ -336,6 +336,136 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case)> {
             ));
         }
     }
+    // Matrix products: plain, batched with broadcasting, and 1-D operands.
+    let (m, k, n) = (rng.int(1, 4), rng.int(1, 4), rng.int(1, 4));
+    let b = rng.int(2, 3);
+    for (a, bb) in [
+        (format!("{m},{k}"), format!("{k},{n}")),
+        (format!("{b},{m},{k}"), format!("{k},{n}")),
+        (format!("1,{m},{k}"), format!("{b},1,{k},{n}")),
+        (format!("{k}"), format!("{b},{k},{n}")),
+        (format!("{m},{k}"), format!("{k}")),
+        (format!("{k}"), format!("{k}")),
+    ] {
+        v.push((
+            format!("matmul [{a}] [{bb}]"),
+            case(format!(
+                "input %a: f64[{a}]\n  input %b: f64[{bb}]\n  %y = matmul(%a, %b)\n  output y = %y"
+            )),
+        ));
+    }
+    for (op, ax) in [
+        ("softmax", -1),
+        ("softmax", 0),
+        ("log_softmax", 1),
+        ("log_softmax", -1),
+    ] {
+        let d = [rng.int(2, 4), rng.int(2, 4), rng.int(1, 3)];
+        v.push((
+            format!("{op} {ax}"),
+            unary_case(op, &format!(" {{axis = {ax}}}"), &d, -2.0, 2.0),
+        ));
+    }
+    v.push((
+        "clip".into(),
+        case("input %x: f64[3,4]\n  input %lo: f64[]\n  input %hi: f64[1]\n  %y = clip(%x, %lo, %hi)\n  output y = %y")
+            .fixed("lo", Tensor::from_vec_f64(DType::F64, &[], vec![-0.5]).unwrap())
+            .fixed("hi", Tensor::from_vec_f64(DType::F64, &[1], vec![0.7]).unwrap()),
+    ));
+    v.push((
+        "clip (bounds differentiated)".into(),
+        case("input %x: f64[3,4]\n  input %lo: f64[]\n  %y = clip(%x, %lo)\n  output y = %y")
+            .range(-1.0, 1.0),
+    ));
+    for op in ["sum", "mean", "maximum", "minimum"] {
+        v.push((
+            op.into(),
+            case(format!("input %a: f64[2,3]\n  input %b: f64[3]\n  input %c: f64[2,1]\n  %y = {op}(%a, %b, %c)\n  output y = %y")),
+        ));
+    }
+    // Data movement.
+    v.push((
+        "reshape".into(),
+        unary_case("reshape", " {shape = [3, -1]}", &[2, 3, 2], -1.0, 1.0),
+    ));
+    v.push((
+        "flatten".into(),
+        unary_case("flatten", " {axis = 2}", &[2, 3, 2], -1.0, 1.0),
+    ));
+    v.push((
+        "transpose".into(),
+        unary_case("transpose", " {perm = [1, 2, 0]}", &[2, 3, 4], -1.0, 1.0),
+    ));
+    v.push((
+        "transpose default".into(),
+        unary_case("transpose", "", &[2, 3, 4], -1.0, 1.0),
+    ));
+    v.push((
+        "squeeze".into(),
+        unary_case("squeeze", " {axes = [1]}", &[2, 1, 3], -1.0, 1.0),
+    ));
+    v.push((
+        "squeeze all".into(),
+        unary_case("squeeze", "", &[1, 2, 1, 3], -1.0, 1.0),
+    ));
+    v.push((
+        "unsqueeze".into(),
+        unary_case("unsqueeze", " {axes = [0, -1]}", &[2, 3], -1.0, 1.0),
+    ));
+    v.push((
+        "expand".into(),
+        unary_case("expand", " {shape = [2, 3, 4]}", &[3, 1], -1.0, 1.0),
+    ));
+    v.push((
+        // Between float types the rule casts the gradient back; f64 -> f64
+        // keeps the check in double precision.
+        "cast".into(),
+        case("input %x: f64[3]\n  %a = cast(%x) {to = f64}\n  %y = mul(%a, %a)\n  output y = %y"),
+    ));
+    v.push((
+        "concat".into(),
+        case("input %a: f64[2,3]\n  input %b: f64[2,1]\n  input %c: f64[2,2]\n  %y = concat(%a, %b, %c) {axis = 1}\n  output y = %y"),
+    ));
+    v.push((
+        "split (one output unused)".into(),
+        case("input %x: f64[5,2]\n  %p, %q, %r = split(%x) {axis = 0, sizes = [2, 1, 2]}\n  %y = mul(%p, %r)\n  output y = %y"),
+    ));
+    for (starts, ends, axes, steps) in [
+        ("[1]", "[3]", "[0]", "[]"),
+        ("[0, 1]", "[5, 4]", "[0, 1]", "[2, 1]"),
+        ("[-1]", "[-100]", "[1]", "[-2]"),
+        ("[4, 3]", "[0, 0]", "[0, 2]", "[-1, -3]"),
+    ] {
+        v.push((
+            format!("slice {starts} {ends} {axes} {steps}"),
+            unary_case(
+                "slice",
+                &format!(" {{starts = {starts}, ends = {ends}, axes = {axes}, steps = {steps}}}"),
+                &[5, 4, 4],
+                -1.0,
+                1.0,
+            ),
+        ));
+    }
+    v.push((
+        "gather (repeated indices)".into(),
+        case("input %x: f64[3,4,2]\n  input %i: i64[2,3]\n  %y = gather(%x, %i) {axis = 1}\n  output y = %y")
+            .fixed("i", i64_tensor(&[2, 3], vec![0, 3, 3, -1, 1, 0])),
+    ));
+    v.push((
+        "pad (pads and crops)".into(),
+        unary_case(
+            "pad",
+            " {mode = \"constant\", pads = [1, -1, 0, 2], value = 0.5}",
+            &[3, 4],
+            -1.0,
+            1.0,
+        ),
+    ));
+    v.push((
+        "pad (fill value as input)".into(),
+        case("input %x: f64[2,3]\n  input %v: f64[1]\n  %y = pad(%x, %v) {mode = \"constant\", pads = [0, 1, 1, 0]}\n  output y = %y"),
+    ));
     v
 }
 

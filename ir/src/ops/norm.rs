@@ -1,6 +1,8 @@
 //! Normalisation ops: softmax / log_softmax, batch_norm (inference form),
 //! layer_norm, rms_norm, and dropout (identity at inference).
 
+use crate::grad::{unsupported, GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
@@ -54,6 +56,36 @@ impl OpDef for Softmax {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["softmax", "log_softmax"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let y = outputs[0];
+        let ax = axis_or_err("axis", self.axis, cx.ty(y).rank())
+            .or_else(|e| unsupported(self.spelling(), e.to_string()))?;
+        let gx = if self.log {
+            // dy - softmax * sum(dy)
+            let s = cx.reduce_sum(dy, &[ax], true)?;
+            let p = cx.unary(crate::ops::elementwise::UnaryKind::Exp, y)?;
+            let ps = cx.mul(p, s)?;
+            cx.sub(dy, ps)?
+        } else {
+            // y * (dy - sum(dy * y))
+            let dyy = cx.mul(dy, y)?;
+            let s = cx.reduce_sum(dyy, &[ax], true)?;
+            let d = cx.sub(dy, s)?;
+            cx.mul(y, d)?
+        };
+        Ok(vec![Some(gx)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
