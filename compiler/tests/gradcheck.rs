@@ -466,6 +466,172 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case)> {
         "pad (fill value as input)".into(),
         case("input %x: f64[2,3]\n  input %v: f64[1]\n  %y = pad(%x, %v) {mode = \"constant\", pads = [0, 1, 1, 0]}\n  output y = %y"),
     ));
+    // Convolutions: input, weight and bias gradients, with strides, pads
+    // (asymmetric), dilations and groups, 1-D and 2-D.
+    for (x, w, b, attrs) in [
+        ("1,2,5,5", "3,2,3,3", true, ""),
+        (
+            "2,4,6,5",
+            "4,2,3,2",
+            true,
+            " {strides = [2, 1], pads = [1, 0, 0, 1], groups = 2}",
+        ),
+        (
+            "1,2,7,7",
+            "2,1,2,3",
+            false,
+            " {strides = [2, 3], dilations = [2, 1], pads = [0, 1, 1, 0], groups = 2}",
+        ),
+        (
+            "2,3,8",
+            "2,3,3",
+            true,
+            " {strides = [3], pads = [2, 1], dilations = [2]}",
+        ),
+    ] {
+        let bias = if b {
+            format!("\n  input %b: f64[{}]", &w[..1])
+        } else {
+            String::new()
+        };
+        let args = if b { "%x, %w, %b" } else { "%x, %w" };
+        v.push((
+            format!("conv x[{x}] w[{w}]{attrs}"),
+            case(format!("input %x: f64[{x}]\n  input %w: f64[{w}]{bias}\n  %y = conv({args}){attrs}\n  output y = %y")),
+        ));
+    }
+    for (x, w, b, attrs) in [
+        ("1,2,3,3", "2,3,3,3", true, ""),
+        (
+            "2,4,3,2",
+            "4,1,2,3",
+            true,
+            " {strides = [2, 1], pads = [1, 0, 0, 1], groups = 2}",
+        ),
+        (
+            "1,2,3,4",
+            "2,2,3,2",
+            false,
+            " {strides = [3, 2], output_padding = [1, 1], dilations = [1, 2]}",
+        ),
+        ("2,3,4", "3,2,3", true, " {strides = [2], pads = [1, 2]}"),
+    ] {
+        let m = w.split(',').nth(1).unwrap().parse::<usize>().unwrap();
+        let groups = if attrs.contains("groups = 2") { 2 } else { 1 };
+        let bias = if b {
+            format!("\n  input %b: f64[{}]", m * groups)
+        } else {
+            String::new()
+        };
+        let args = if b { "%x, %w, %b" } else { "%x, %w" };
+        v.push((
+            format!("conv_transpose x[{x}] w[{w}]{attrs}"),
+            case(format!("input %x: f64[{x}]\n  input %w: f64[{w}]{bias}\n  %y = conv_transpose({args}){attrs}\n  output y = %y")),
+        ));
+    }
+    for (op, attrs) in [
+        ("max_pool", " {kernel = [2, 2]}"),
+        (
+            "max_pool",
+            " {kernel = [3, 2], strides = [2, 1], pads = [1, 0, 1, 1], dilations = [1, 2]}",
+        ),
+        (
+            "max_pool",
+            " {kernel = [2, 2], strides = [2, 2], ceil_mode = 1}",
+        ),
+        ("avg_pool", " {kernel = [2, 3], strides = [1, 2]}"),
+        (
+            "avg_pool",
+            " {kernel = [3, 3], strides = [2, 2], pads = [1, 1, 1, 1]}",
+        ),
+        (
+            "avg_pool",
+            " {kernel = [3, 3], strides = [2, 2], pads = [1, 1, 1, 1], count_include_pad = 1}",
+        ),
+        (
+            "avg_pool",
+            " {kernel = [2, 2], strides = [2, 2], ceil_mode = 1}",
+        ),
+    ] {
+        v.push((
+            format!("{op}{attrs}"),
+            unary_case(op, attrs, &[2, 2, 5, 5], -2.0, 2.0),
+        ));
+    }
+    v.push((
+        "max_pool 1-D".into(),
+        unary_case(
+            "max_pool",
+            " {kernel = [3], strides = [2]}",
+            &[1, 2, 7],
+            -2.0,
+            2.0,
+        ),
+    ));
+    for op in ["global_max_pool", "global_avg_pool"] {
+        v.push((op.into(), unary_case(op, "", &[2, 3, 3, 2], -2.0, 2.0)));
+    }
+    // Losses: targets fixed, with class weights and an ignored element.
+    for (op, attrs, w) in [
+        ("nll_loss", " {reduction = \"mean\"}", false),
+        ("nll_loss", " {reduction = \"sum\", ignore_index = 2}", true),
+        ("nll_loss", " {reduction = \"none\"}", true),
+        (
+            "softmax_cross_entropy",
+            " {reduction = \"mean\", ignore_index = 1}",
+            true,
+        ),
+        ("softmax_cross_entropy", " {reduction = \"sum\"}", false),
+        ("softmax_cross_entropy", " {reduction = \"none\"}", false),
+    ] {
+        let (win, warg) = if w {
+            ("\n  input %cw: f64[4]", ", %cw")
+        } else {
+            ("", "")
+        };
+        let body = if op == "softmax_cross_entropy" {
+            format!("%y, %lp = {op}(%x, %t{warg}){attrs}")
+        } else {
+            format!("%y = {op}(%x, %t{warg}){attrs}")
+        };
+        let mut c = case(format!(
+            "input %x: f64[3,4,2]\n  input %t: i64[3,2]{win}\n  {body}\n  output y = %y"
+        ))
+        .fixed("t", i64_tensor(&[3, 2], vec![0, 3, 2, 1, 1, 2]));
+        if w {
+            c = c.fixed(
+                "cw",
+                Tensor::from_vec_f64(DType::F64, &[4], vec![0.5, 1.0, 2.0, 1.5]).unwrap(),
+            );
+        }
+        v.push((format!("{op}{attrs} weights {w}"), c));
+    }
+    v.push((
+        "softmax_cross_entropy (log-probs used too)".into(),
+        case("input %x: f64[3,4]\n  input %t: i64[3]\n  %l, %lp = softmax_cross_entropy(%x, %t) {reduction = \"mean\"}\n  %e = reduce_sum(%lp) {axes = [1], keepdims = 0}\n  %y = add(%e, %l)\n  output y = %y")
+            .fixed("t", i64_tensor(&[3], vec![2, 0, 3])),
+    ));
+    v.push((
+        "batch_norm (inference form)".into(),
+        case("input %x: f64[2,3,2,2]\n  input %s: f64[3]\n  input %b: f64[3]\n  input %m: f64[3]\n  input %v: f64[3]\n  %y = batch_norm(%x, %s, %b, %m, %v) {epsilon = 0.01}\n  output y = %y")
+            .range(0.2, 2.0),
+    ));
+    v.push((
+        "layer_norm".into(),
+        case("input %x: f64[2,3,4]\n  input %s: f64[3,4]\n  input %b: f64[4]\n  %y = layer_norm(%x, %s, %b) {axis = 1, epsilon = 0.001}\n  output y = %y"),
+    ));
+    v.push((
+        "layer_norm (no bias, last axis)".into(),
+        case("input %x: f64[3,5]\n  input %s: f64[5]\n  %y = layer_norm(%x, %s)\n  output y = %y"),
+    ));
+    v.push((
+        "rms_norm".into(),
+        case("input %x: f64[2,3,4]\n  input %s: f64[4]\n  %y = rms_norm(%x, %s) {axis = -1, epsilon = 0.001}\n  output y = %y"),
+    ));
+    v.push((
+        "dropout (inference)".into(),
+        unary_case("dropout", " {ratio = 0.3}", &[3, 4], -1.0, 1.0),
+    ));
     v
 }
 

@@ -55,11 +55,25 @@ pub struct GradCtx<'g> {
     pub graph: &'g mut Graph,
     /// The spelling of the op whose rule is running, for error messages.
     pub op: &'static str,
+    /// The values whose gradient is wanted (those that depend on a `wrt`
+    /// value); `None` means all. Rules may skip work for the others, and
+    /// must refuse rather than return `None` for a wanted float input they
+    /// cannot differentiate.
+    pub wanted: Option<std::collections::HashSet<ValueId>>,
 }
 
 impl<'g> GradCtx<'g> {
     pub fn new(graph: &'g mut Graph) -> GradCtx<'g> {
-        GradCtx { graph, op: "" }
+        GradCtx {
+            graph,
+            op: "",
+            wanted: None,
+        }
+    }
+
+    /// Whether the gradient of `v` is wanted.
+    pub fn wants(&self, v: ValueId) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.contains(&v))
     }
 
     pub fn ty(&self, v: ValueId) -> TensorType {

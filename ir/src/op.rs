@@ -329,4 +329,6 @@ declare_ops! {
     Stft(Stft),
     RoiAlign(RoiAlign),
     DeformConv(DeformConv),
+    PoolGrad(crate::ops::grad_ops::PoolGrad),
+    NllLossGrad(crate::ops::grad_ops::NllLossGrad),
 }

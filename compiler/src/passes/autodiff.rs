@@ -98,6 +98,7 @@ pub fn gradients(
 
     let mut contrib: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
     let mut cx = GradCtx::new(g);
+    cx.wanted = Some(fwd.clone());
     let seed = cx.full(&lty, 1.0).map_err(|err| AutodiffError::Rule {
         node: "the loss seed".into(),
         err,

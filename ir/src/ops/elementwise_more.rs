@@ -1,7 +1,7 @@
 //! More elementwise ops: `clip` and the variadic `sum`, `mean`, `maximum`,
 //! `minimum` (ONNX Clip, Sum, Mean, Max, Min).
 
-use crate::grad::{unsupported, GradCtx, GradError, GradResult};
+use crate::grad::{GradCtx, GradError, GradResult};
 use crate::graph::ValueId;
 use ndarray::ArrayD;
 

@@ -1,6 +1,6 @@
 //! Linear algebra: `matmul` with numpy semantics.
 
-use crate::grad::{unsupported, GradCtx, GradError, GradResult};
+use crate::grad::{GradCtx, GradError, GradResult};
 use crate::graph::ValueId;
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, IxDyn, LinalgScalar};
 
