@@ -686,3 +686,112 @@ fn loss_must_be_a_float_scalar() {
     assert!(err.contains("scalar"), "{err}");
     let _ = (Shape::scalar(), TensorType::concrete(DType::F32, &[]));
 }
+
+/// Run `src` (its inputs fed from `feeds`, f64 scalars or vectors), take
+/// the gradient of its `loss` output w.r.t. every input, and return them.
+fn grads_of(src: &str, feeds: &[(&str, Vec<f64>, Vec<usize>)]) -> Vec<(String, Vec<f64>)> {
+    let mut g = kiln_ir::parse(src).unwrap();
+    let loss = g.outputs().iter().find(|(n, _)| n == "loss").unwrap().1;
+    let wrt = g.inputs().to_vec();
+    autodiff(&mut g, loss, &wrt).unwrap();
+    kiln_ir::verify(&g).unwrap();
+    let f: HashMap<String, Tensor> = feeds
+        .iter()
+        .map(|(n, v, d)| {
+            (
+                n.to_string(),
+                Tensor::from_vec_f64(DType::F64, d, v.clone()).unwrap(),
+            )
+        })
+        .collect();
+    kiln_ir::run(&g, &Weights::default(), &f)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_f64().iter().copied().collect()))
+        .collect()
+}
+
+/// Seed checklist 7.4 #30: f = ln x1 + x1 x2 - sin x2, where x2 reaches f
+/// along two paths whose gradients add: at (2, 5), f = 11.6521 and
+/// grad = (1/x1 + x2, x1 - cos x2) = (5.5, 1.7163).
+#[test]
+fn notes_ln_x1_plus_x1x2_minus_sin_x2() {
+    let src = "graph f {\n  input %x1: f64[]\n  input %x2: f64[]\n  %a = log(%x1)\n  %b = mul(%x1, %x2)\n  %c = sin(%x2)\n  %d = add(%a, %b)\n  %e = sub(%d, %c)\n  output loss = %e\n}\n";
+    let out = grads_of(src, &[("x1", vec![2.0], vec![]), ("x2", vec![5.0], vec![])]);
+    let get = |n: &str| out.iter().find(|(k, _)| k == n).unwrap().1[0];
+    assert!((get("loss") - 11.6521).abs() < 1e-4, "{}", get("loss"));
+    assert!((get("grad_x1") - 5.5).abs() < 1e-12);
+    assert!((get("grad_x2") - (2.0 - 5f64.cos())).abs() < 1e-12);
+    assert!((get("grad_x2") - 1.7163).abs() < 1e-4);
+}
+
+/// Seed checklist 7.4 #31: max(5, 1) = 5 routes the whole gradient to the
+/// first argument (the max gate is a router).
+#[test]
+fn notes_max_router() {
+    let src = "graph f {\n  input %a: f64[]\n  input %b: f64[]\n  %m = max(%a, %b)\n  output loss = %m\n}\n";
+    let out = grads_of(src, &[("a", vec![5.0], vec![]), ("b", vec![1.0], vec![])]);
+    let get = |n: &str| out.iter().find(|(k, _)| k == n).unwrap().1[0];
+    assert_eq!((get("grad_a"), get("grad_b")), (1.0, 0.0));
+    let out = grads_of(src, &[("a", vec![1.0], vec![]), ("b", vec![5.0], vec![])]);
+    let get = |n: &str| out.iter().find(|(k, _)| k == n).unwrap().1[0];
+    assert_eq!((get("grad_a"), get("grad_b")), (0.0, 1.0));
+}
+
+/// Seed checklist 7.4 #32: L = -log sigma(w^T x) gives
+/// dL/dw = -(1 - sigma(w^T x)) x^T, through the chain
+/// p = sigma(u), dL/dp = -1/p, du = dp * sigma(u)(1 - sigma(u)), dw = du x^T.
+#[test]
+fn notes_logistic_regression_chain() {
+    let src = "graph f {\n  input %w: f64[3]\n  input %x: f64[3]\n  %u = matmul(%w, %x)\n  %p = sigmoid(%u)\n  %l = log(%p)\n  %n = neg(%l)\n  output loss = %n\n}\n";
+    let (w, x) = (vec![0.5, -1.0, 0.25], vec![1.0, 2.0, -3.0]);
+    let out = grads_of(src, &[("w", w.clone(), vec![3]), ("x", x.clone(), vec![3])]);
+    let get = |n: &str| out.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let u: f64 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+    let s = 1.0 / (1.0 + (-u).exp());
+    for (gw, xi) in get("grad_w").iter().zip(&x) {
+        assert!((gw - (-(1.0 - s) * xi)).abs() < 1e-12, "{gw}");
+    }
+    for (gx, wi) in get("grad_x").iter().zip(&w) {
+        assert!((gx - (-(1.0 - s) * wi)).abs() < 1e-12, "{gx}");
+    }
+}
+
+/// Params are the default `wrt`; a param the loss does not reach gets zeros;
+/// the training graph survives -O2's cleanup passes with params kept live.
+#[test]
+fn default_wrt_is_params_and_o2_runs() {
+    use kiln_compiler::passes::{PassManager, PassOptions, Pipeline};
+    let src = "graph mlp {\n  input %x: f32[4,3]\n  param %w: f32[3,2]\n  param %b: f32[2]\n  param %unused: f32[2]\n  %m = matmul(%x, %w)\n  %a = add(%m, %b)\n  %r = relu(%a)\n  %s = reduce_mean(%r) {keepdims = 0}\n  output loss = %s\n}\n";
+    let mut g = kiln_ir::parse(src).unwrap();
+    let loss = g.outputs()[0].1;
+    autodiff(&mut g, loss, &[]).unwrap();
+    let names: Vec<&str> = g.outputs().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["loss", "grad_w", "grad_b", "grad_unused"]);
+    let mut weights = Weights::default();
+    for (n, d) in [("w", vec![3, 2]), ("b", vec![2]), ("unused", vec![2])] {
+        let len = d.iter().product();
+        let vals = (0..len).map(|i| (i as f64 * 0.37).sin()).collect();
+        weights.0.insert(
+            n.into(),
+            Tensor::from_vec_f64(DType::F32, &d, vals).unwrap(),
+        );
+    }
+    let x: Vec<f64> = (0..12).map(|i| (i as f64 * 0.61).cos()).collect();
+    let feeds = HashMap::from([(
+        "x".to_string(),
+        Tensor::from_vec_f64(DType::F32, &[4, 3], x).unwrap(),
+    )]);
+    let before = kiln_ir::run(&g, &weights, &feeds).unwrap();
+    assert!(before[3].1.to_f64().iter().all(|&v| v == 0.0));
+    let mut pm = PassManager::new(Pipeline::level("O2").unwrap());
+    pm.opts = PassOptions {
+        fold_params: false,
+        ..PassOptions::default()
+    };
+    pm.run(&mut g, &mut weights).unwrap();
+    let after = kiln_ir::run(&g, &weights, &feeds).unwrap();
+    for ((n, a), (_, b)) in before.iter().zip(&after) {
+        kiln_ir::tensor::allclose(b, a, 1e-6, 1e-7).unwrap_or_else(|e| panic!("{n}: {e}"));
+    }
+}

@@ -77,6 +77,9 @@ pub fn gradients(
             });
         }
     }
+    if wrt.is_empty() {
+        return Ok(vec![]);
+    }
     let order = g.order().map_err(|_| AutodiffError::Cycle)?;
 
     // Forward: values that depend on a wrt value.
@@ -220,6 +223,7 @@ pub fn autodiff(
     } else {
         wrt.to_vec()
     };
+    let existing: HashSet<kiln_ir::NodeId> = g.node_ids().into_iter().collect();
     let grads = gradients(g, loss, &wrt)?;
     for (&w, &gv) in wrt.iter().zip(&grads) {
         let name = match &g.value(w).name {
@@ -227,6 +231,22 @@ pub fn autodiff(
             None => format!("grad_{}", w.index()),
         };
         g.set_output(name, gv);
+    }
+    // Rules build every input's gradient; drop the new nodes no output reads
+    // (gradients of inputs nobody asked for).
+    let mut live: HashSet<kiln_ir::NodeId> = HashSet::new();
+    let mut stack: Vec<ValueId> = g.outputs().iter().map(|(_, v)| *v).collect();
+    while let Some(v) = stack.pop() {
+        if let Some(n) = g.producer(v) {
+            if g.contains_node(n) && live.insert(n) {
+                stack.extend(g.node(n).inputs.iter().copied());
+            }
+        }
+    }
+    for n in g.node_ids() {
+        if !existing.contains(&n) && !live.contains(&n) {
+            g.remove_node(n);
+        }
     }
     Ok(grads)
 }

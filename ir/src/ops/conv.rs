@@ -278,9 +278,17 @@ impl OpDef for Conv {
             &opad,
             groups as i64,
         );
-        let gx = cx.add(ct, &[dy, w])?;
-        let gw = conv_weight_grad(cx, x, dy, &g, groups, &wd[2..])?;
-        let mut out = vec![Some(gx), Some(gw)];
+        let gx = if cx.wants(x) {
+            Some(cx.add(ct, &[dy, w])?)
+        } else {
+            None
+        };
+        let gw = if cx.wants(w) {
+            Some(conv_weight_grad(cx, x, dy, &g, groups, &wd[2..])?)
+        } else {
+            None
+        };
+        let mut out = vec![gx, gw];
         if inputs.len() == 3 {
             out.push(Some(bias_grad(cx, dy)?));
         }
@@ -447,11 +455,19 @@ impl OpDef for ConvTranspose {
         let mut pads = i64s(&g.pads_begin);
         pads.extend(i64s(&g.pads_end));
         let c = Conv::new(&i64s(&g.strides), &pads, &i64s(&g.dilations), groups as i64);
-        let gx = cx.add(c, &[dy, w])?;
+        let gx = if cx.wants(x) {
+            Some(cx.add(c, &[dy, w])?)
+        } else {
+            None
+        };
         // Its weight gradient is the conv weight gradient with the roles of
         // input and output swapped.
-        let gw = conv_weight_grad(cx, dy, x, &g, groups, &wd[2..])?;
-        let mut out = vec![Some(gx), Some(gw)];
+        let gw = if cx.wants(w) {
+            Some(conv_weight_grad(cx, dy, x, &g, groups, &wd[2..])?)
+        } else {
+            None
+        };
+        let mut out = vec![gx, gw];
         if inputs.len() == 3 {
             out.push(Some(bias_grad(cx, dy)?));
         }

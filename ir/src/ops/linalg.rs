@@ -145,16 +145,21 @@ impl OpDef for MatMul {
             perm.swap(r - 2, r - 1);
             cx.transpose(v, &perm)
         };
-        let bt = swap(cx, b2)?;
-        let ga = cx.add(MatMul, &[dy2, bt])?;
-        let at = swap(cx, a2)?;
-        let gb = cx.add(MatMul, &[at, dy2])?;
+        let mut out = vec![None, None];
         // Batch dims that broadcast are summed back.
-        let ga = cx.sum_to(ga, &cx.ty(a2).shape)?;
-        let gb = cx.sum_to(gb, &cx.ty(b2).shape)?;
-        let ga = cx.reshape_like(ga, a)?;
-        let gb = cx.reshape_like(gb, b)?;
-        Ok(vec![Some(ga), Some(gb)])
+        if cx.wants(a) {
+            let bt = swap(cx, b2)?;
+            let ga = cx.add(MatMul, &[dy2, bt])?;
+            let ga = cx.sum_to(ga, &cx.ty(a2).shape)?;
+            out[0] = Some(cx.reshape_like(ga, a)?);
+        }
+        if cx.wants(b) {
+            let at = swap(cx, a2)?;
+            let gb = cx.add(MatMul, &[at, dy2])?;
+            let gb = cx.sum_to(gb, &cx.ty(b2).shape)?;
+            out[1] = Some(cx.reshape_like(gb, b)?);
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
