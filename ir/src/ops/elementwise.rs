@@ -232,10 +232,7 @@ impl Unary {
         };
         let d = match self.kind {
             U::Neg => return cx.neg(dy),
-            U::Abs => {
-                let s = cx.unary(U::Sign, x)?;
-                s
-            }
+            U::Abs => cx.unary(U::Sign, x)?,
             U::Exp => y,
             U::Log => return cx.div(dy, x),
             // 0.5 / y
