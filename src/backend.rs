@@ -80,7 +80,7 @@ impl Prepared {
     pub fn profile(
         &self,
         inputs: &HashMap<String, Tensor>,
-    ) -> anyhow::Result<Option<Vec<(String, &'static str, f64)>>> {
+    ) -> anyhow::Result<Option<kiln_runtime::exec::StepTimes>> {
         match &self.engine {
             Engine::Ref(_) => Ok(None),
             Engine::Cpu(e, _) => Ok(Some(e.run_profiled(inputs)?.1)),

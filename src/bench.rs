@@ -326,6 +326,8 @@ mod tests {
             compile_ms: 0.5,
             times_ms: vec![3.0, 1.0, 2.0],
             peak_bytes: None,
+            plan: None,
+            profile: None,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["median_ms"], 2.0);

@@ -199,3 +199,47 @@ fn o2_pipeline_on_examples() {
         assert_same_outputs(name, (&g0, &w0), (&g, &w));
     }
 }
+
+/// `autodiff` adds outputs, so it has its own check: the original outputs
+/// are unchanged and come first, each param gets a `grad_<name>` output,
+/// and the IR is snapshotted like the other passes'. (The gradients' values
+/// are checked against finite differences in `compiler/tests/gradcheck.rs`.)
+#[test]
+fn pass_autodiff() {
+    for path in cases("autodiff") {
+        let case = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let expect_change = src.starts_with("# expect: changed");
+        let g0 = ir::parse(&src).unwrap_or_else(|e| panic!("{}:{e}", path.display()));
+        let w0 = kiln::init::init_weights(&g0, SEED).unwrap();
+        let (mut g, mut w) = (g0.clone(), w0.clone());
+        let mut pm = PassManager::new(Pipeline::from_list("autodiff").unwrap());
+        pm.run(&mut g, &mut w)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (before, after) = (ir::print(&g0), ir::print(&g));
+        assert_eq!(expect_change, before != after, "{}", path.display());
+        let n0 = g0.outputs().len();
+        let grads: Vec<String> = g.outputs()[n0..].iter().map(|(n, _)| n.clone()).collect();
+        let want: Vec<String> = g0
+            .params()
+            .iter()
+            .map(|&p| format!("grad_{}", g0.value(p).name.as_ref().unwrap()))
+            .collect();
+        assert_eq!(grads, want, "{}", path.display());
+        let feeds = inputs_for(&g0);
+        let a = ir::run(&g0, &w0, &feeds).unwrap();
+        let b = ir::run(&g, &w, &feeds).unwrap();
+        for ((n1, t1), (n2, t2)) in a.iter().zip(&b) {
+            assert_eq!(n1, n2);
+            ir::tensor::allclose(t2, t1, 0.0, 0.0).unwrap();
+        }
+        insta::with_settings!({
+            snapshot_path => "passes/snapshots",
+            prepend_module_to_snapshot => false,
+            description => src.lines().next().unwrap_or_default().trim_start_matches("# "),
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(format!("autodiff__{case}"), after);
+        });
+    }
+}

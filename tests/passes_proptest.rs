@@ -219,7 +219,9 @@ proptest! {
     ) {
         let (g, w) = build(&steps, &consts);
         ir::verify(&g).unwrap();
-        for p in registry() {
+        // `autodiff` adds outputs rather than preserving them; its results are
+        // checked against finite differences in compiler/tests/gradcheck.rs.
+        for p in registry().into_iter().filter(|p| p.name() != "autodiff") {
             check(Pipeline::from_list(p.name()).unwrap(), p.name(), &g, &w)?;
         }
         check(Pipeline::level("O1").unwrap(), "O1", &g, &w)?;

@@ -17,10 +17,12 @@ pub use dtype::{DType, Narrow, QuantParams};
 pub use op::{FusionKind, Op, OpDef, OpError};
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::Tensor;
+pub mod grad;
 pub mod graph;
 pub mod text;
 pub mod verify;
 
+pub use grad::{GradCtx, GradError, GradResult};
 pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
 pub use text::{parse, print, ParseError};
 pub use verify::{verify, VerifyError, VerifyErrorKind};

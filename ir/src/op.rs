@@ -4,13 +4,15 @@
 //! attributes (read and written in one place), its type rule, its fusion kind
 //! and its reference semantics. [`declare_ops!`] gathers those types into the
 //! [`Op`] enum, so adding an op is one `impl OpDef` plus one line in the list at
-//! the bottom of this file. Gradient rules and quantization hooks will be further
-//! methods of `OpDef`, with defaults, so existing declarations keep compiling.
+//! the bottom of this file. The reverse-mode gradient rule is `OpDef::grad`
+//! (default: no rule, a clear error), listed per spelling in `GRAD_SPELLINGS`.
 
 use std::fmt;
 use std::hash::Hash;
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
+use crate::grad::{GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 
@@ -120,6 +122,27 @@ pub trait OpDef: Sized + Clone + fmt::Debug + PartialEq + Eq + Hash {
     fn fusion_kind(&self) -> FusionKind;
     /// Reference semantics. Inputs have already passed `infer`.
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>>;
+
+    /// The spellings whose gradient rule `grad` implements (the gradient
+    /// checks keep one case per entry).
+    const GRAD_SPELLINGS: &'static [&'static str] = &[];
+    /// Reverse-mode gradient rule: given the node's `inputs`, its `outputs` and
+    /// the gradients of the loss with respect to each output (`None`: that
+    /// output does not reach the loss; at least one is `Some`), build the
+    /// gradient of each input with `cx` and return them in input order,
+    /// shaped and typed like the input. `None` marks an input with no
+    /// gradient (integer indices, a boolean condition). The default is the
+    /// error naming the op: a missing rule is never a silent zero.
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = (cx, inputs, outputs, dout);
+        Err(GradError::NoRule(self.spelling()))
+    }
 }
 
 macro_rules! declare_ops {
@@ -168,6 +191,23 @@ macro_rules! declare_ops {
             }
             pub fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
                 match self { $(Op::$variant(o) => o.eval(inputs)),* }
+            }
+            /// Every spelling with a gradient rule.
+            pub fn grad_spellings() -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(v.extend_from_slice(<$ty as OpDef>::GRAD_SPELLINGS);)*
+                v
+            }
+            /// The op's gradient rule (see [`OpDef::grad`]).
+            pub fn grad(
+                &self,
+                cx: &mut GradCtx,
+                inputs: &[ValueId],
+                outputs: &[ValueId],
+                dout: &[Option<ValueId>],
+            ) -> GradResult<Vec<Option<ValueId>>> {
+                cx.op = self.spelling();
+                match self { $(Op::$variant(o) => o.grad(cx, inputs, outputs, dout)),* }
             }
         }
         $(impl From<$ty> for Op { fn from(o: $ty) -> Op { Op::$variant(o) } })*
@@ -289,4 +329,6 @@ declare_ops! {
     Stft(Stft),
     RoiAlign(RoiAlign),
     DeformConv(DeformConv),
+    PoolGrad(crate::ops::grad_ops::PoolGrad),
+    NllLossGrad(crate::ops::grad_ops::NllLossGrad),
 }

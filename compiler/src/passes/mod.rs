@@ -12,6 +12,7 @@
 //! to [`registry`], put it into the `O1`/`O2` pipelines in [`Pipeline::level`]
 //! if it should run by default, and add cases under `tests/passes/<name>/`.
 
+pub mod autodiff;
 mod bn_fold;
 mod cse;
 mod dce;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use kiln_ir::{Graph, ValueId, VerifyError, Weights};
 
+pub use autodiff::{autodiff, Autodiff};
 pub use bn_fold::BnFold;
 pub use cse::Cse;
 pub use dce::Dce;
@@ -102,6 +104,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(BnFold),
         Box::new(Fusion),
         Box::new(ExpandRnn),
+        Box::new(Autodiff),
     ]
 }
 

@@ -10,6 +10,8 @@ use ndarray::{ArrayD, Zip};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
 use crate::dtype::DType;
+use crate::grad::{GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use crate::op::{dtype_err, expect_arity, shape_err, FusionKind, OpDef, OpResult};
 use crate::ops::{broadcast_shapes, same_dtype};
 use crate::shape::{Shape, TensorType};
@@ -411,6 +413,89 @@ impl OpDef for Binary {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Broadcast
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] =
+        &["add", "sub", "mul", "div", "pow", "max", "min", "prelu"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        use BinaryKind as K;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None, None]);
+        };
+        let (a, b, y) = (inputs[0], inputs[1], outputs[0]);
+        let (ta, tb) = (cx.ty(a), cx.ty(b));
+        if !ta.dtype.is_float() || !Self::GRAD_SPELLINGS.contains(&self.spelling()) {
+            return Err(GradError::NoRule(self.spelling()));
+        }
+        let dt = ta.dtype;
+        let (ga, gb) = match self.kind {
+            K::Add => (Some(dy), Some(dy)),
+            K::Sub => (Some(dy), Some(cx.neg(dy)?)),
+            K::Mul => (Some(cx.mul(dy, b)?), Some(cx.mul(dy, a)?)),
+            // d/da = 1/b, d/db = -a/b^2 = -y/b
+            K::Div => {
+                let ga = cx.div(dy, b)?;
+                let q = cx.mul(dy, y)?;
+                let q = cx.div(q, b)?;
+                (Some(ga), Some(cx.neg(q)?))
+            }
+            // d/da = b a^(b-1), d/db = y ln a
+            K::Pow => {
+                let bf = if tb.dtype == dt {
+                    b
+                } else {
+                    cx.add(crate::ops::shape::Cast::new(dt), &[b])?
+                };
+                let one = cx.scalar(1.0, dt)?;
+                let bm1 = cx.sub(bf, one)?;
+                let p = cx.binary(K::Pow, a, bm1)?;
+                let p = cx.mul(p, bf)?;
+                let ga = cx.mul(dy, p)?;
+                let gb = if tb.dtype.is_float() {
+                    let l = cx.unary(crate::ops::elementwise::UnaryKind::Log, a)?;
+                    let q = cx.mul(y, l)?;
+                    Some(cx.mul(dy, q)?)
+                } else {
+                    None
+                };
+                (Some(ga), gb)
+            }
+            // The router: the gradient goes to the input that won; on a tie,
+            // to the first.
+            K::Max | K::Min => {
+                let cmp = if self.kind == K::Max { K::Ge } else { K::Le };
+                let zero = cx.scalar(0.0, dt)?;
+                let m = cx.binary(cmp, a, b)?;
+                let ga = cx.add(crate::ops::elementwise::Where, &[m, dy, zero])?;
+                let gb = cx.add(crate::ops::elementwise::Where, &[m, zero, dy])?;
+                (Some(ga), Some(gb))
+            }
+            // y = x (x >= 0), slope * x otherwise
+            K::PRelu => {
+                let zero = cx.scalar(0.0, dt)?;
+                let m = cx.binary(K::Ge, a, zero)?;
+                let sdy = cx.mul(dy, b)?;
+                let ga = cx.add(crate::ops::elementwise::Where, &[m, dy, sdy])?;
+                let xdy = cx.mul(dy, a)?;
+                let gb = cx.add(crate::ops::elementwise::Where, &[m, zero, xdy])?;
+                (Some(ga), Some(gb))
+            }
+            _ => return Err(GradError::NoRule(self.spelling())),
+        };
+        let ga = match ga {
+            Some(g) => Some(cx.sum_to(g, &ta.shape)?),
+            None => None,
+        };
+        let gb = match gb {
+            Some(g) => Some(cx.sum_to(g, &tb.shape)?),
+            None => None,
+        };
+        Ok(vec![ga, gb])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let (x, y) = (inputs[0], inputs[1]);

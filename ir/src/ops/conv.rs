@@ -5,6 +5,8 @@
 //! dilations 1, pads 0); the op keeps the list exactly as given so that printing
 //! round-trips.
 
+use crate::grad::{GradCtx, GradResult};
+use crate::graph::ValueId;
 use ndarray::{s, Array2, Array3, Ix2, Ix3};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
@@ -109,6 +111,69 @@ impl Default for Conv {
     }
 }
 
+fn geom_err(op: &'static str) -> impl Fn(OpError) -> crate::grad::GradError {
+    move |e| crate::grad::GradError::Unsupported {
+        op,
+        msg: e.to_string(),
+    }
+}
+
+/// The bias gradient of both convolutions: dy summed over all but axis 1.
+fn bias_grad(cx: &mut GradCtx, dy: ValueId) -> GradResult<ValueId> {
+    let r = cx.ty(dy).rank();
+    let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+    cx.reduce_sum(dy, &axes, false)
+}
+
+/// The weight gradient of `conv(x, w)` (strides, pads, dilations of `g`,
+/// `groups`) from its output gradient `dy`, shaped `[M, C/groups, kernel...]`:
+/// a convolution of the input with the output gradient over the batch, with
+/// stride and dilation swapped. x `[N, C, S...]` becomes `[C/G, G*N, S...]`
+/// and dy `[N, M, O...]` the weight `[M, N, O...]`; the grouped conv gives
+/// `[C/G, M, K'...]` with `K' >= kernel`, which is cropped and transposed.
+fn conv_weight_grad(
+    cx: &mut GradCtx,
+    x: ValueId,
+    dy: ValueId,
+    g: &Geometry,
+    groups: usize,
+    kernel: &[usize],
+) -> GradResult<ValueId> {
+    let xd = cx.dims(x)?;
+    let (n, c) = (xd[0], xd[1]);
+    let sp = xd.len() - 2;
+    let mut d5 = vec![n, groups, c / groups];
+    d5.extend(&xd[2..]);
+    let xr = cx.reshape(x, &d5)?;
+    let mut perm = vec![2, 1, 0];
+    perm.extend(3..3 + sp);
+    let xt = cx.transpose(xr, &perm)?;
+    let mut d4 = vec![c / groups, groups * n];
+    d4.extend(&xd[2..]);
+    let xt = cx.reshape(xt, &d4)?;
+    let mut perm = vec![1, 0];
+    perm.extend(2..2 + sp);
+    let wt = cx.transpose(dy, &perm)?;
+    let i64s = |v: &[usize]| v.iter().map(|&u| u as i64).collect::<Vec<_>>();
+    let mut pads = i64s(&g.pads_begin);
+    pads.extend(i64s(&g.pads_end));
+    let swapped = Conv::new(&i64s(&g.dilations), &pads, &i64s(&g.strides), groups as i64);
+    let out = cx.add(swapped, &[xt, wt])?;
+    let od = cx.dims(out)?;
+    let crop: Vec<usize> = (0..sp).filter(|&d| od[d + 2] != kernel[d]).collect();
+    let out = if crop.is_empty() {
+        out
+    } else {
+        let ends: Vec<i64> = crop.iter().map(|&d| kernel[d] as i64).collect();
+        let axes: Vec<i64> = crop.iter().map(|&d| d as i64 + 2).collect();
+        cx.add(
+            crate::ops::shape::Slice::new(vec![0; crop.len()], ends, axes, vec![]),
+            &[out],
+        )?
+    };
+    cx.transpose(out, &perm)
+}
+
 impl Conv {
     pub fn new(strides: &[i64], pads: &[i64], dilations: &[i64], groups: i64) -> Self {
         Conv {
@@ -174,6 +239,60 @@ impl OpDef for Conv {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::OutFusable
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["conv"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let (x, w) = (inputs[0], inputs[1]);
+        let wd = cx.dims(w)?;
+        let xd = cx.dims(x)?;
+        let sp = wd.len() - 2;
+        let g = Geometry::resolve(sp, &self.strides, &self.pads, &self.dilations)
+            .map_err(geom_err("conv"))?;
+        let groups = parse_groups(self.groups).map_err(geom_err("conv"))?;
+        let od = cx.dims(dy)?;
+        // dx: the transposed convolution with the same weight, its output
+        // padding restoring the rows the forward stride skipped.
+        let mut opad = Vec::with_capacity(sp);
+        for d in 0..sp {
+            let full = g.strides[d] * (od[d + 2] - 1) + g.dilations[d] * (wd[d + 2] - 1) + 1;
+            let covered = full as i64 - (g.pads_begin[d] + g.pads_end[d]) as i64;
+            opad.push(xd[d + 2] as i64 - covered);
+        }
+        let i64s = |v: &[usize]| v.iter().map(|&u| u as i64).collect::<Vec<_>>();
+        let mut pads = i64s(&g.pads_begin);
+        pads.extend(i64s(&g.pads_end));
+        let ct = ConvTranspose::new(
+            &i64s(&g.strides),
+            &pads,
+            &i64s(&g.dilations),
+            &opad,
+            groups as i64,
+        );
+        let gx = if cx.wants(x) {
+            Some(cx.add(ct, &[dy, w])?)
+        } else {
+            None
+        };
+        let gw = if cx.wants(w) {
+            Some(conv_weight_grad(cx, x, dy, &g, groups, &wd[2..])?)
+        } else {
+            None
+        };
+        let mut out = vec![gx, gw];
+        if inputs.len() == 3 {
+            out.push(Some(bias_grad(cx, dy)?));
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
@@ -312,6 +431,47 @@ impl OpDef for ConvTranspose {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::OutFusable
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["conv_transpose"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let (x, w) = (inputs[0], inputs[1]);
+        let wd = cx.dims(w)?;
+        let sp = wd.len() - 2;
+        let g = Geometry::resolve(sp, &self.strides, &self.pads, &self.dilations)
+            .map_err(geom_err("conv_transpose"))?;
+        let groups = parse_groups(self.groups).map_err(geom_err("conv_transpose"))?;
+        // The adjoint of a transposed convolution is the convolution.
+        let i64s = |v: &[usize]| v.iter().map(|&u| u as i64).collect::<Vec<_>>();
+        let mut pads = i64s(&g.pads_begin);
+        pads.extend(i64s(&g.pads_end));
+        let c = Conv::new(&i64s(&g.strides), &pads, &i64s(&g.dilations), groups as i64);
+        let gx = if cx.wants(x) {
+            Some(cx.add(c, &[dy, w])?)
+        } else {
+            None
+        };
+        // Its weight gradient is the conv weight gradient with the roles of
+        // input and output swapped.
+        let gw = if cx.wants(w) {
+            Some(conv_weight_grad(cx, dy, x, &g, groups, &wd[2..])?)
+        } else {
+            None
+        };
+        let mut out = vec![gx, gw];
+        if inputs.len() == 3 {
+            out.push(Some(bias_grad(cx, dy)?));
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();

@@ -7,6 +7,8 @@ pub use crate::ops::binary::{Binary, BinaryKind};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
 use crate::dtype::DType;
+use crate::grad::{GradCtx, GradResult};
+use crate::graph::ValueId;
 use crate::op::{attr_err, dtype_err, expect_arity, FusionKind, OpDef, OpResult};
 use crate::ops::{broadcast_all, same_dtype};
 use crate::shape::TensorType;
@@ -205,6 +207,240 @@ impl Unary {
     /// Whether the result is bool whatever the input dtype.
     fn returns_bool(&self) -> bool {
         matches!(self.kind, UnaryKind::IsNan | UnaryKind::IsInf)
+    }
+}
+
+impl Unary {
+    /// dL/dx from dL/dy for this unary op, with x its input and y its output.
+    fn unary_grad(
+        &self,
+        cx: &mut GradCtx,
+        x: ValueId,
+        y: ValueId,
+        dy: ValueId,
+    ) -> GradResult<ValueId> {
+        use BinaryKind as B;
+        use UnaryKind as U;
+        let dt = cx.ty(x).dtype;
+        let (a, b) = (self.alpha.0, self.beta.0);
+        // Piecewise rules: dy where `x kind c` holds, else dy * `other` (a
+        // constant factor or zero).
+        let select = |cx: &mut GradCtx, kind: B, c: f64, on: ValueId, off: ValueId| {
+            let k = cx.scalar(c, dt)?;
+            let m = cx.binary(kind, x, k)?;
+            cx.add(Where, &[m, on, off])
+        };
+        let d = match self.kind {
+            U::Neg => return cx.neg(dy),
+            U::Abs => cx.unary(U::Sign, x)?,
+            U::Exp => y,
+            U::Log => return cx.div(dy, x),
+            // 0.5 / y
+            U::Sqrt => {
+                let h = cx.scale(dy, 0.5)?;
+                return cx.div(h, y);
+            }
+            // -0.5 * y / x
+            U::Rsqrt => {
+                let q = cx.div(y, x)?;
+                cx.scale(q, -0.5)?
+            }
+            // -y^2
+            U::Reciprocal => {
+                let q = cx.mul(y, y)?;
+                cx.neg(q)?
+            }
+            U::Sin => cx.unary(U::Cos, x)?,
+            U::Cos => {
+                let s = cx.unary(U::Sin, x)?;
+                cx.neg(s)?
+            }
+            // 1 - y^2
+            U::Tanh => {
+                let one = cx.scalar(1.0, dt)?;
+                let y2 = cx.mul(y, y)?;
+                cx.sub(one, y2)?
+            }
+            // y (1 - y)
+            U::Sigmoid => {
+                let one = cx.scalar(1.0, dt)?;
+                let c = cx.sub(one, y)?;
+                cx.mul(y, c)?
+            }
+            U::Relu => {
+                let z = cx.zeros(&cx.ty(dy))?;
+                return select(cx, B::Gt, 0.0, dy, z);
+            }
+            U::LeakyRelu => {
+                let s = cx.scale(dy, a)?;
+                return select(cx, B::Ge, 0.0, dy, s);
+            }
+            // y + alpha below 0
+            U::Elu => {
+                let k = cx.scalar(a, dt)?;
+                let ya = cx.add2(y, k)?;
+                let s = cx.mul(dy, ya)?;
+                return select(cx, B::Gt, 0.0, dy, s);
+            }
+            // gamma above 0, gamma * alpha * e^x below
+            U::Selu => {
+                let e = cx.unary(U::Exp, x)?;
+                let lo = cx.scale(e, a * b)?;
+                let hi = cx.full(&cx.ty(x), b)?;
+                select(cx, B::Gt, 0.0, hi, lo)?
+            }
+            U::Gelu if self.approximate == Some("tanh") => {
+                // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3))
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                let k = 0.044715;
+                let one = cx.scalar(1.0, dt)?;
+                let x2 = cx.mul(x, x)?;
+                let x3 = cx.mul(x2, x)?;
+                let kx3 = cx.scale(x3, k)?;
+                let inner = cx.add2(x, kx3)?;
+                let inner = cx.scale(inner, c)?;
+                let t = cx.unary(U::Tanh, inner)?;
+                let opt = cx.add2(one, t)?;
+                let left = cx.scale(opt, 0.5)?;
+                let t2 = cx.mul(t, t)?;
+                let omt2 = cx.sub(one, t2)?;
+                let kx2 = cx.scale(x2, 3.0 * k)?;
+                let poly = cx.add2(one, kx2)?;
+                let r = cx.mul(omt2, poly)?;
+                let r = cx.mul(r, x)?;
+                let right = cx.scale(r, 0.5 * c)?;
+                cx.add2(left, right)?
+            }
+            U::Gelu => {
+                // Phi(x) + x phi(x)
+                let xs = cx.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
+                let e = cx.unary(U::Erf, xs)?;
+                let one = cx.scalar(1.0, dt)?;
+                let p = cx.add2(one, e)?;
+                let cdf = cx.scale(p, 0.5)?;
+                let x2 = cx.mul(x, x)?;
+                let m = cx.scale(x2, -0.5)?;
+                let g = cx.unary(U::Exp, m)?;
+                let pdf = cx.scale(g, 1.0 / (2.0 * std::f64::consts::PI).sqrt())?;
+                let xp = cx.mul(x, pdf)?;
+                cx.add2(cdf, xp)?
+            }
+            // 2/sqrt(pi) e^(-x^2)
+            U::Erf => {
+                let x2 = cx.mul(x, x)?;
+                let m = cx.neg(x2)?;
+                let e = cx.unary(U::Exp, m)?;
+                cx.scale(e, 2.0 / std::f64::consts::PI.sqrt())?
+            }
+            U::Softplus => cx.unary(U::Sigmoid, x)?,
+            // alpha inside (0, 1), else 0
+            U::HardSigmoid => {
+                let lin = cx.scale(x, a)?;
+                let k = cx.scalar(b, dt)?;
+                let lin = cx.add2(lin, k)?;
+                let zero = cx.scalar(0.0, dt)?;
+                let one = cx.scalar(1.0, dt)?;
+                let m1 = cx.mask(B::Gt, lin, zero, dt)?;
+                let m2 = cx.mask(B::Lt, lin, one, dt)?;
+                let m = cx.mul(m1, m2)?;
+                cx.scale(m, a)?
+            }
+            // Piecewise constant: zero almost everywhere (as PyTorch).
+            U::Sign | U::Floor | U::Ceil | U::Round => {
+                let ty = cx.ty(dy);
+                return cx.zeros(&ty);
+            }
+            // 1 + y^2
+            U::Tan => {
+                let one = cx.scalar(1.0, dt)?;
+                let y2 = cx.mul(y, y)?;
+                cx.add2(one, y2)?
+            }
+            // +-1 / sqrt(1 - x^2)
+            U::Asin | U::Acos => {
+                let one = cx.scalar(1.0, dt)?;
+                let x2 = cx.mul(x, x)?;
+                let d = cx.sub(one, x2)?;
+                let r = cx.unary(U::Rsqrt, d)?;
+                if self.kind == U::Acos {
+                    cx.neg(r)?
+                } else {
+                    r
+                }
+            }
+            // 1 / (1 + x^2)
+            U::Atan => {
+                let one = cx.scalar(1.0, dt)?;
+                let x2 = cx.mul(x, x)?;
+                let d = cx.add2(one, x2)?;
+                return cx.div(dy, d);
+            }
+            U::Sinh => cx.unary(U::Cosh, x)?,
+            U::Cosh => cx.unary(U::Sinh, x)?,
+            // 1 / sqrt(x^2 + 1), 1 / sqrt(x^2 - 1)
+            U::Asinh | U::Acosh => {
+                let one = cx.scalar(1.0, dt)?;
+                let x2 = cx.mul(x, x)?;
+                let d = if self.kind == U::Asinh {
+                    cx.add2(x2, one)?
+                } else {
+                    cx.sub(x2, one)?
+                };
+                cx.unary(U::Rsqrt, d)?
+            }
+            // 1 / (1 - x^2)
+            U::Atanh => {
+                let one = cx.scalar(1.0, dt)?;
+                let x2 = cx.mul(x, x)?;
+                let d = cx.sub(one, x2)?;
+                return cx.div(dy, d);
+            }
+            // 1 / (1 + |x|)^2
+            U::Softsign => {
+                let one = cx.scalar(1.0, dt)?;
+                let ax = cx.unary(U::Abs, x)?;
+                let d = cx.add2(one, ax)?;
+                let d2 = cx.mul(d, d)?;
+                return cx.div(dy, d2);
+            }
+            // tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x)
+            U::Mish => {
+                let one = cx.scalar(1.0, dt)?;
+                let sp = cx.unary(U::Softplus, x)?;
+                let t = cx.unary(U::Tanh, sp)?;
+                let t2 = cx.mul(t, t)?;
+                let omt2 = cx.sub(one, t2)?;
+                let sg = cx.unary(U::Sigmoid, x)?;
+                let r = cx.mul(omt2, sg)?;
+                let r = cx.mul(x, r)?;
+                cx.add2(t, r)?
+            }
+            // 0 below -3, 1 above 3, x/3 + 1/2 between
+            U::HardSwish => {
+                let lin = cx.scale(x, 1.0 / 3.0)?;
+                let h = cx.scalar(0.5, dt)?;
+                let lin = cx.add2(lin, h)?;
+                let one = cx.full(&cx.ty(x), 1.0)?;
+                let zero = cx.zeros(&cx.ty(x))?;
+                let upper = select(cx, B::Gt, 3.0, one, lin)?;
+                select(cx, B::Lt, -3.0, zero, upper)?
+            }
+            // 1 above 0, e^(x/alpha) below
+            U::Celu => {
+                let xa = cx.scale(x, 1.0 / a)?;
+                let e = cx.unary(U::Exp, xa)?;
+                let one = cx.full(&cx.ty(x), 1.0)?;
+                select(cx, B::Gt, 0.0, one, e)?
+            }
+            U::ThresholdedRelu => {
+                let z = cx.zeros(&cx.ty(dy))?;
+                return select(cx, B::Gt, a, dy, z);
+            }
+            U::Not | U::IsNan | U::IsInf | U::BitwiseNot => {
+                return Err(crate::grad::GradError::NoRule(self.spelling()))
+            }
+        };
+        cx.mul(dy, d)
     }
 }
 
@@ -413,6 +649,62 @@ impl OpDef for Unary {
         };
         Ok(vec![out])
     }
+
+    const GRAD_SPELLINGS: &'static [&'static str] = &[
+        "neg",
+        "abs",
+        "exp",
+        "log",
+        "sqrt",
+        "rsqrt",
+        "reciprocal",
+        "sin",
+        "cos",
+        "tanh",
+        "sigmoid",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "gelu",
+        "erf",
+        "softplus",
+        "hard_sigmoid",
+        "sign",
+        "floor",
+        "ceil",
+        "round",
+        "tan",
+        "asin",
+        "acos",
+        "atan",
+        "sinh",
+        "cosh",
+        "asinh",
+        "acosh",
+        "atanh",
+        "softsign",
+        "mish",
+        "hard_swish",
+        "celu",
+        "thresholded_relu",
+    ];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let (x, y) = (inputs[0], outputs[0]);
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(x).dtype.is_float() || !Self::GRAD_SPELLINGS.contains(&self.spelling()) {
+            return Err(crate::grad::GradError::NoRule(self.spelling()));
+        }
+        Ok(vec![Some(self.unary_grad(cx, x, y, dy)?)])
+    }
 }
 
 /// `where(cond, a, b)`: elementwise select with broadcasting of all three.
@@ -442,6 +734,28 @@ impl OpDef for Where {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Broadcast
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["where"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        _outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; 3]);
+        };
+        let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
+        if !cx.ty(a).dtype.is_float() {
+            return Ok(vec![None; 3]);
+        }
+        let zero = cx.scalar(0.0, cx.ty(a).dtype)?;
+        let ga = cx.add(Where, &[c, dy, zero])?;
+        let ga = cx.sum_to(ga, &cx.ty(a).shape)?;
+        let gb = cx.add(Where, &[c, zero, dy])?;
+        let gb = cx.sum_to(gb, &cx.ty(b).shape)?;
+        Ok(vec![None, Some(ga), Some(gb)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let c = inputs[0].to_bool();

@@ -1,6 +1,8 @@
 //! More elementwise ops: `clip` and the variadic `sum`, `mean`, `maximum`,
 //! `minimum` (ONNX Clip, Sum, Mean, Max, Min).
 
+use crate::grad::{GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use ndarray::ArrayD;
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
@@ -60,6 +62,39 @@ impl OpDef for Clip {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Broadcast
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["clip"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let x = inputs[0];
+        let tx = cx.ty(x);
+        if !tx.dtype.is_float() {
+            return Ok(vec![None; inputs.len()]);
+        }
+        use crate::ops::binary::BinaryKind as B;
+        let zero = cx.scalar(0.0, tx.dtype)?;
+        let mut gx = dy;
+        let mut out = vec![None];
+        // A bound takes the gradient where it clipped; x keeps the rest.
+        for (&bound, kind) in inputs[1..].iter().zip([B::Lt, B::Gt]) {
+            let m = cx.binary(kind, x, bound)?;
+            gx = cx.add(crate::ops::elementwise::Where, &[m, zero, gx])?;
+            let gb = cx.add(crate::ops::elementwise::Where, &[m, dy, zero])?;
+            let all: Vec<usize> = (0..tx.rank()).collect();
+            let gb = cx.reduce_sum(gb, &all, false)?;
+            out.push(Some(cx.reshape_like(gb, bound)?));
+        }
+        out[0] = Some(gx);
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let x = inputs[0];
@@ -179,6 +214,52 @@ impl OpDef for Variadic {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Broadcast
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["sum", "mean", "maximum", "minimum"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let y = outputs[0];
+        if !cx.ty(y).dtype.is_float() {
+            return Err(GradError::NoRule(self.spelling()));
+        }
+        let n = inputs.len();
+        let g = match self.kind {
+            VariadicKind::Sum => dy,
+            VariadicKind::Mean => cx.scale(dy, 1.0 / n as f64)?,
+            VariadicKind::Maximum | VariadicKind::Minimum => {
+                // Shared evenly among the inputs equal to the result.
+                let dt = cx.ty(y).dtype;
+                let mut masks = Vec::with_capacity(n);
+                for &x in inputs {
+                    masks.push(cx.mask(crate::ops::binary::BinaryKind::Eq, x, y, dt)?);
+                }
+                let mut cnt = masks[0];
+                for &m in &masks[1..] {
+                    cnt = cx.add2(cnt, m)?;
+                }
+                let share = cx.div(dy, cnt)?;
+                let mut out = Vec::with_capacity(n);
+                for (&x, &m) in inputs.iter().zip(&masks) {
+                    let gi = cx.mul(share, m)?;
+                    out.push(Some(cx.sum_to(gi, &cx.ty(x).shape)?));
+                }
+                return Ok(out);
+            }
+        };
+        let mut out = Vec::with_capacity(n);
+        for &x in inputs {
+            out.push(Some(cx.sum_to(g, &cx.ty(x).shape)?));
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dtype = inputs[0].dtype();

@@ -1,5 +1,7 @@
 //! Linear algebra: `matmul` with numpy semantics.
 
+use crate::grad::{GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, IxDyn, LinalgScalar};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
@@ -98,6 +100,66 @@ impl OpDef for MatMul {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::OutFusable
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["matmul"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None, None]);
+        };
+        let (a, b) = (inputs[0], inputs[1]);
+        let (ta, tb) = (cx.ty(a), cx.ty(b));
+        if !ta.dtype.is_float() {
+            return Err(GradError::NoRule("matmul"));
+        }
+        // Promote 1-D operands to matrices, as the forward op does.
+        let unsq = |cx: &mut GradCtx, v: ValueId, axes: Vec<i64>| {
+            cx.add(crate::ops::shape::Unsqueeze { axes }, &[v])
+        };
+        let a2 = if ta.rank() == 1 {
+            unsq(cx, a, vec![0])?
+        } else {
+            a
+        };
+        let b2 = if tb.rank() == 1 {
+            unsq(cx, b, vec![1])?
+        } else {
+            b
+        };
+        let ry = cx.ty(dy).rank() as i64;
+        let dy2 = match (ta.rank() == 1, tb.rank() == 1) {
+            (true, true) => unsq(cx, dy, vec![0, 1])?,
+            (true, false) => unsq(cx, dy, vec![ry - 1])?,
+            (false, true) => unsq(cx, dy, vec![ry])?,
+            (false, false) => dy,
+        };
+        let swap = |cx: &mut GradCtx, v: ValueId| {
+            let r = cx.ty(v).rank();
+            let mut perm: Vec<usize> = (0..r).collect();
+            perm.swap(r - 2, r - 1);
+            cx.transpose(v, &perm)
+        };
+        let mut out = vec![None, None];
+        // Batch dims that broadcast are summed back.
+        if cx.wants(a) {
+            let bt = swap(cx, b2)?;
+            let ga = cx.add(MatMul, &[dy2, bt])?;
+            let ga = cx.sum_to(ga, &cx.ty(a2).shape)?;
+            out[0] = Some(cx.reshape_like(ga, a)?);
+        }
+        if cx.wants(b) {
+            let at = swap(cx, a2)?;
+            let gb = cx.add(MatMul, &[at, dy2])?;
+            let gb = cx.sum_to(gb, &cx.ty(b2).shape)?;
+            out[1] = Some(cx.reshape_like(gb, b)?);
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();

@@ -8,6 +8,8 @@
 //! `mean` divides the summed loss by the summed weights (so ignored elements
 //! count in neither), as ONNX and PyTorch do.
 
+use crate::grad::{unsupported, GradCtx, GradResult};
+use crate::graph::ValueId;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
@@ -52,7 +54,7 @@ pub struct LossAttrs {
 }
 
 impl LossAttrs {
-    fn parse(attrs: &mut AttrReader) -> Result<LossAttrs, AttrError> {
+    pub(crate) fn parse(attrs: &mut AttrReader) -> Result<LossAttrs, AttrError> {
         let r = attrs.str("reduction", "mean")?;
         let reduction = Reduction::from_name(&r).ok_or_else(|| AttrError {
             attr: "reduction".into(),
@@ -63,7 +65,7 @@ impl LossAttrs {
             ignore_index: attrs.opt_int("ignore_index")?,
         })
     }
-    fn write(&self, w: &mut AttrWriter) {
+    pub(crate) fn write(&self, w: &mut AttrWriter) {
         w.str("reduction", self.reduction.name());
         if let Some(i) = self.ignore_index {
             w.int("ignore_index", i);
@@ -219,6 +221,31 @@ impl OpDef for NllLoss {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["nll_loss"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        if inputs.len() == 3 && cx.wants(inputs[2]) {
+            return unsupported("nll_loss", "no gradient with respect to the class weights");
+        }
+        let g = crate::ops::grad_ops::NllLossGrad {
+            attrs: self.attrs.clone(),
+        };
+        let mut args = vec![dy];
+        args.extend_from_slice(inputs);
+        let gx = cx.add(g, &args)?;
+        let mut out = vec![Some(gx), None];
+        out.resize(inputs.len(), None);
+        Ok(out)
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity_range(inputs, 2, 3)?;
         let x = inputs[0];
@@ -273,6 +300,49 @@ impl OpDef for SoftmaxCrossEntropy {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["softmax_cross_entropy"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        if inputs.len() == 3 && cx.wants(inputs[2]) {
+            return unsupported(
+                "softmax_cross_entropy",
+                "no gradient with respect to the class weights",
+            );
+        }
+        let lp = outputs[1];
+        // The gradient of the log-probabilities: through the loss, plus any
+        // from their own uses.
+        let mut dlp = dout[1];
+        if let Some(dy) = dout[0] {
+            let g = crate::ops::grad_ops::NllLossGrad {
+                attrs: self.attrs.clone(),
+            };
+            let mut args = vec![dy, lp];
+            args.extend_from_slice(&inputs[1..]);
+            let gl = cx.add(g, &args)?;
+            dlp = Some(match dlp {
+                Some(d) => cx.add2(d, gl)?,
+                None => gl,
+            });
+        }
+        let Some(dlp) = dlp else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        // Back through log_softmax over axis 1.
+        let s = cx.reduce_sum(dlp, &[1], true)?;
+        let p = cx.unary(crate::ops::elementwise::UnaryKind::Exp, lp)?;
+        let ps = cx.mul(p, s)?;
+        let gx = cx.sub(dlp, ps)?;
+        let mut out = vec![Some(gx), None];
+        out.resize(inputs.len(), None);
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity_range(inputs, 2, 3)?;

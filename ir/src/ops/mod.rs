@@ -27,6 +27,8 @@ pub mod resample;
 pub mod rnn;
 pub mod roi;
 pub mod signal;
+// Gradient-rule support ops (autodiff, issue 7).
+pub mod grad_ops;
 
 use crate::dtype::DType;
 use crate::op::{dtype_err, shape_err, OpResult};

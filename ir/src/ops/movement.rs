@@ -3,6 +3,8 @@
 //!
 //! As in `shape`, every `eval` moves elements in their own type.
 
+use crate::grad::{unsupported, GradCtx, GradResult};
+use crate::graph::ValueId;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
@@ -131,6 +133,35 @@ impl OpDef for Concat {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["concat"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let dims = cx.dims(dy)?;
+        let ax = axis_or_err("axis", self.axis, dims.len())
+            .or_else(|e| unsupported("concat", e.to_string()))?;
+        let mut at = 0i64;
+        let mut out = Vec::with_capacity(inputs.len());
+        for &x in inputs {
+            let n = cx.dims(x)?[ax] as i64;
+            if cx.ty(x).dtype.is_float() {
+                let s = Slice::new(vec![at], vec![at + n], vec![ax as i64], vec![]);
+                out.push(Some(cx.add(s, &[dy])?));
+            } else {
+                out.push(None);
+            }
+            at += n;
+        }
+        Ok(out)
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         out_dims(self, inputs)?;
         let ax = axis_or_err("axis", self.axis, inputs[0].shape().len())?;
@@ -202,6 +233,27 @@ impl OpDef for Split {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["split"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        let mut parts = Vec::with_capacity(outputs.len());
+        for (&o, &d) in outputs.iter().zip(dout) {
+            parts.push(cx.or_zeros(d, o)?);
+        }
+        if parts.len() == 1 {
+            return Ok(vec![Some(parts[0])]);
+        }
+        Ok(vec![Some(cx.add(Concat { axis: self.axis }, &parts)?)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         out_dims(self, inputs)?;
@@ -369,6 +421,75 @@ impl OpDef for Slice {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["slice"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let x = inputs[0];
+        if !cx.ty(x).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        let xd = cx.dims(x)?;
+        let plan = self
+            .plan(xd.len())
+            .or_else(|e| unsupported("slice", e.to_string()))?;
+        let mut cur = dy;
+        for (ax, start, end, step) in plan {
+            let n = xd[ax];
+            let (s, len) = slice_range(start, end, step, n);
+            if len == 0 {
+                let ty = cx.ty(x);
+                return Ok(vec![Some(cx.zeros(&ty)?)]);
+            }
+            let k = step.unsigned_abs() as usize;
+            let mut first = s as usize;
+            if step < 0 {
+                // Reverse, so the taken elements ascend from the lowest one.
+                let rev = Slice::new(vec![-1], vec![-HUGE * 2], vec![ax as i64], vec![-1]);
+                cur = cx.add(rev, &[cur])?;
+                first = s as usize - (len - 1) * k;
+            }
+            if k > 1 {
+                // Interleave k - 1 zeros after each element: a new axis of
+                // length k padded at its end, merged, and the tail cut.
+                let mut d = cx.dims(cur)?;
+                let u = cx.add(
+                    crate::ops::shape::Unsqueeze {
+                        axes: vec![ax as i64 + 1],
+                    },
+                    &[cur],
+                )?;
+                let r = d.len() + 1;
+                let mut pads = vec![0i64; 2 * r];
+                pads[r + ax + 1] = k as i64 - 1;
+                let p = cx.add(Pad::new(PadMode::Constant, pads, 0.0), &[u])?;
+                d[ax] = len * k;
+                let m = cx.reshape(p, &d)?;
+                let span = (len - 1) * k + 1;
+                cur = cx.add(
+                    Slice::new(vec![0], vec![span as i64], vec![ax as i64], vec![]),
+                    &[m],
+                )?;
+            }
+            let span = (len - 1) * k + 1;
+            let r = xd.len();
+            let mut pads = vec![0i64; 2 * r];
+            pads[ax] = first as i64;
+            pads[r + ax] = (n - first - span) as i64;
+            if pads.iter().any(|&p| p != 0) {
+                cur = cx.add(Pad::new(PadMode::Constant, pads, 0.0), &[cur])?;
+            }
+        }
+        Ok(vec![Some(cur)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
         let x = inputs[0];
@@ -431,6 +552,49 @@ impl OpDef for Gather {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["gather"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None, None]);
+        };
+        let (data, idx) = (inputs[0], inputs[1]);
+        let tdata = cx.ty(data);
+        if !tdata.dtype.is_float() {
+            return Ok(vec![None, None]);
+        }
+        let dd = cx.dims(data)?;
+        let id = cx.dims(idx)?;
+        let ax = axis_or_err("axis", self.axis, dd.len())
+            .or_else(|e| unsupported("gather", e.to_string()))?;
+        let pre: usize = dd[..ax].iter().product();
+        let post: usize = dd[ax + 1..].iter().product();
+        let ni: usize = id.iter().product();
+        // Scatter-add the gradient rows back to the rows they were read from.
+        let g = cx.reshape(dy, &[pre, ni, post])?;
+        let i = cx.reshape(idx, &[1, ni, 1])?;
+        let i = cx.add(
+            crate::ops::shape::Expand {
+                shape: vec![pre as i64, ni as i64, post as i64],
+            },
+            &[i],
+        )?;
+        let z = cx.zeros(&tdata.with_shape(Shape::from_dims(&[pre, dd[ax], post])))?;
+        let s = cx.add(
+            crate::ops::index::ScatterElements {
+                axis: 1,
+                reduction: crate::ops::index::ScatterReduction::Add,
+            },
+            &[z, i, g],
+        )?;
+        Ok(vec![Some(cx.reshape(s, &dd)?), None])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -653,6 +817,42 @@ impl OpDef for Pad {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["pad"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let x = inputs[0];
+        if !cx.ty(x).dtype.is_float() {
+            return Ok(vec![None; inputs.len()]);
+        }
+        if self.mode != PadMode::Constant {
+            return unsupported(
+                "pad",
+                format!("mode {} (only constant)", self.mode.as_str()),
+            );
+        }
+        // Negative pads crop: the adjoint of padding is cropping, and back.
+        let neg: Vec<i64> = self.pads.iter().map(|p| -p).collect();
+        let gx = cx.add(Pad::new(PadMode::Constant, neg, 0.0), &[dy])?;
+        let mut out = vec![Some(gx)];
+        if let Some(&v) = inputs.get(1) {
+            // The fill value receives every padded element's gradient.
+            let all: Vec<usize> = (0..cx.ty(dy).rank()).collect();
+            let total = cx.reduce_sum(dy, &all, false)?;
+            let inner = cx.reduce_sum(gx, &all, false)?;
+            let d = cx.sub(total, inner)?;
+            out.push(Some(cx.reshape_like(d, v)?));
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;

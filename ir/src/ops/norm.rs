@@ -1,6 +1,8 @@
 //! Normalisation ops: softmax / log_softmax, batch_norm (inference form),
 //! layer_norm, rms_norm, and dropout (identity at inference).
 
+use crate::grad::{unsupported, GradCtx, GradResult};
+use crate::graph::ValueId;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter, F64};
@@ -54,6 +56,36 @@ impl OpDef for Softmax {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["softmax", "log_softmax"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = (outputs, inputs);
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let y = outputs[0];
+        let ax = axis_or_err("axis", self.axis, cx.ty(y).rank())
+            .or_else(|e| unsupported(self.spelling(), e.to_string()))?;
+        let gx = if self.log {
+            // dy - softmax * sum(dy)
+            let s = cx.reduce_sum(dy, &[ax], true)?;
+            let p = cx.unary(crate::ops::elementwise::UnaryKind::Exp, y)?;
+            let ps = cx.mul(p, s)?;
+            cx.sub(dy, ps)?
+        } else {
+            // y * (dy - sum(dy * y))
+            let dyy = cx.mul(dy, y)?;
+            let s = cx.reduce_sum(dyy, &[ax], true)?;
+            let d = cx.sub(dy, s)?;
+            cx.mul(y, d)?
+        };
+        Ok(vec![Some(gx)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
@@ -158,6 +190,56 @@ impl OpDef for BatchNorm {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Broadcast
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["batch_norm"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; 5]);
+        };
+        // Inference form: the statistics are inputs, so y is affine in x.
+        let x = inputs[0];
+        let r = cx.ty(x).rank();
+        let dt = cx.ty(x).dtype;
+        let c = cx.dims(inputs[1])?[0];
+        let mut pd = vec![c];
+        pd.resize(r - 1, 1);
+        let [scale, bias, mean, var] = [inputs[1], inputs[2], inputs[3], inputs[4]];
+        let _ = bias;
+        let eps = cx.scalar(self.epsilon.0, dt)?;
+        let ve = cx.add2(var, eps)?;
+        let inv = cx.unary(crate::ops::elementwise::UnaryKind::Rsqrt, ve)?;
+        let inv_b = cx.reshape(inv, &pd)?;
+        let scale_b = cx.reshape(scale, &pd)?;
+        let mean_b = cx.reshape(mean, &pd)?;
+        let xc = cx.sub(x, mean_b)?;
+        let k = cx.mul(scale_b, inv_b)?;
+        let gx = cx.mul(dy, k)?;
+        let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+        let sdy = cx.reduce_sum(dy, &axes, false)?;
+        let dyxc = cx.mul(dy, xc)?;
+        let sdyxc = cx.reduce_sum(dyxc, &axes, false)?;
+        let gscale = cx.mul(sdyxc, inv)?;
+        let si = cx.mul(scale, inv)?;
+        let gm = cx.mul(sdy, si)?;
+        let gmean = cx.neg(gm)?;
+        let inv3 = cx.mul(inv, inv)?;
+        let inv3 = cx.mul(inv3, si)?;
+        let gv = cx.mul(sdyxc, inv3)?;
+        let gvar = cx.scale(gv, -0.5)?;
+        Ok(vec![
+            Some(gx),
+            Some(gscale),
+            Some(sdy),
+            Some(gmean),
+            Some(gvar),
+        ])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 5)?;
@@ -308,6 +390,54 @@ fn eval_trailing_norm(
     ))
 }
 
+/// Gradients of layer_norm (`center`) or rms_norm over the trailing axes
+/// from `ax`, with respect to x and scale: with xhat the normalised input,
+/// r the inverse deviation and g = dy * scale,
+/// `dx = r * (g - mean(g) - xhat * mean(g * xhat))` (rms: without `mean(g)`),
+/// `dscale = sum_to(dy * xhat)`.
+fn trailing_norm_grad(
+    cx: &mut GradCtx,
+    x: ValueId,
+    scale: ValueId,
+    dy: ValueId,
+    ax: usize,
+    eps: f64,
+    center: bool,
+) -> GradResult<(ValueId, ValueId)> {
+    use crate::ops::reduce::{Reduce, ReduceKind};
+    let r = cx.ty(x).rank();
+    let dt = cx.ty(x).dtype;
+    let axes: Vec<i64> = (ax..r).map(|a| a as i64).collect();
+    let mean = |cx: &mut GradCtx, v: ValueId| {
+        cx.add(Reduce::new(ReduceKind::Mean, axes.clone(), true), &[v])
+    };
+    let xc = if center {
+        let mu = mean(cx, x)?;
+        cx.sub(x, mu)?
+    } else {
+        x
+    };
+    let sq = cx.mul(xc, xc)?;
+    let var = mean(cx, sq)?;
+    let e = cx.scalar(eps, dt)?;
+    let ve = cx.add2(var, e)?;
+    let inv = cx.unary(crate::ops::elementwise::UnaryKind::Rsqrt, ve)?;
+    let xhat = cx.mul(xc, inv)?;
+    let g = cx.mul(dy, scale)?;
+    let gx = cx.mul(g, xhat)?;
+    let mgx = mean(cx, gx)?;
+    let t = cx.mul(xhat, mgx)?;
+    let mut inner = cx.sub(g, t)?;
+    if center {
+        let mg = mean(cx, g)?;
+        inner = cx.sub(inner, mg)?;
+    }
+    let dx = cx.mul(inv, inner)?;
+    let dyx = cx.mul(dy, xhat)?;
+    let dscale = cx.sum_to(dyx, &cx.ty(scale).shape)?;
+    Ok((dx, dscale))
+}
+
 impl OpDef for LayerNorm {
     const SPELLINGS: &'static [&'static str] = &["layer_norm"];
 
@@ -351,6 +481,34 @@ impl OpDef for LayerNorm {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["layer_norm"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        if dout.len() > 1 && dout[1..].iter().any(Option::is_some) {
+            return unsupported(
+                "layer_norm",
+                "no gradient through the mean / inv_std outputs",
+            );
+        }
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; inputs.len()]);
+        };
+        let x = inputs[0];
+        let ax = axis_or_err("axis", self.axis, cx.ty(x).rank())
+            .or_else(|e| unsupported("layer_norm", e.to_string()))?;
+        let g = trailing_norm_grad(cx, x, inputs[1], dy, ax, self.epsilon.0, true)?;
+        let mut out = vec![Some(g.0), Some(g.1)];
+        if let Some(&b) = inputs.get(2) {
+            out.push(Some(cx.sum_to(dy, &cx.ty(b).shape)?));
+        }
+        Ok(out)
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity_range(inputs, 2, 3)?;
@@ -408,6 +566,24 @@ impl OpDef for RmsNorm {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["rms_norm"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None; 2]);
+        };
+        let x = inputs[0];
+        let ax = axis_or_err("axis", self.axis, cx.ty(x).rank())
+            .or_else(|e| unsupported("rms_norm", e.to_string()))?;
+        let g = trailing_norm_grad(cx, x, inputs[1], dy, ax, self.epsilon.0, false)?;
+        Ok(vec![Some(g.0), Some(g.1)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 2)?;
         let (y, _, _) = eval_trailing_norm("rms_norm", self.axis, self.epsilon.0, false, inputs)?;
@@ -460,6 +636,19 @@ impl OpDef for Dropout {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Elementwise
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["dropout"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        // Inference dropout is the identity.
+        let _ = (cx, inputs);
+        Ok(vec![dout[0]])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;

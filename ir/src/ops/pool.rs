@@ -5,6 +5,8 @@
 //! end pad, and an empty list means the default (strides and dilations 1, pads
 //! 0), kept exactly as given so that printing round-trips.
 
+use crate::grad::{GradCtx, GradError, GradResult};
+use crate::graph::ValueId;
 use ndarray::{Array, Array2, ArrayD, Axis, Dimension, Ix2, IxDyn};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
@@ -331,7 +333,7 @@ fn flag(a: &mut AttrReader, name: &str) -> Result<bool, AttrError> {
 }
 
 /// Flatten `x [N, C, spatial...]` to one row per (n, c) plane.
-fn planes(x: &Tensor) -> OpResult<Array2<f64>> {
+pub(crate) fn planes(x: &Tensor) -> OpResult<Array2<f64>> {
     let sh = x.shape();
     reshaped(
         &x.to_f64(),
@@ -537,6 +539,24 @@ impl OpDef for Pool {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Opaque
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["max_pool", "avg_pool"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Err(GradError::NoRule(self.spelling()));
+        }
+        let g = crate::ops::grad_ops::PoolGrad { pool: self.clone() };
+        Ok(vec![Some(cx.add(g, &[inputs[0], dy])?)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
         let PoolPlan {
@@ -620,6 +640,38 @@ impl OpDef for GlobalPool {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["global_max_pool", "global_avg_pool"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let (x, y) = (inputs[0], outputs[0]);
+        let xd = cx.dims(x)?;
+        let spatial: Vec<usize> = (2..xd.len()).collect();
+        let gx = match self.kind {
+            PoolKind::Avg => {
+                let count: usize = xd[2..].iter().product();
+                let g = cx.scale(dy, 1.0 / count as f64)?;
+                cx.expand_like(g, x)?
+            }
+            // To the maximum, shared evenly on ties.
+            PoolKind::Max => {
+                let dt = cx.ty(x).dtype;
+                let m = cx.mask(crate::ops::binary::BinaryKind::Eq, x, y, dt)?;
+                let cnt = cx.reduce_sum(m, &spatial, true)?;
+                let share = cx.div(dy, cnt)?;
+                cx.mul(m, share)?
+            }
+        };
+        Ok(vec![Some(gx)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let tys: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();

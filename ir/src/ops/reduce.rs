@@ -4,6 +4,8 @@ use ndarray::{ArrayD, ArrayView1, Axis};
 
 use crate::attr::{AttrError, AttrReader, AttrWriter};
 use crate::dtype::DType;
+use crate::grad::{GradCtx, GradResult};
+use crate::graph::ValueId;
 use crate::op::{attr_err, expect_arity, FusionKind, OpDef, OpError, OpResult};
 use crate::ops::{axis_or_err, require_numeric};
 use crate::shape::{Dim, Shape, TensorType};
@@ -204,6 +206,60 @@ impl OpDef for Reduce {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Reduction
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &[
+        "reduce_sum",
+        "reduce_mean",
+        "reduce_max",
+        "reduce_min",
+        "reduce_prod",
+    ];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let (x, y) = (inputs[0], outputs[0]);
+        let tx = cx.ty(x);
+        if !tx.dtype.is_float() {
+            return Err(crate::grad::GradError::NoRule(self.spelling()));
+        }
+        let axes = self
+            .axes_for(tx.rank())
+            .map_err(|e| crate::grad::GradError::Unsupported {
+                op: self.spelling(),
+                msg: e.to_string(),
+            })?;
+        let g = cx.keep_dims(dy, &axes, self.keepdims)?;
+        let gx = match self.kind {
+            ReduceKind::Sum => cx.expand_like(g, x)?,
+            ReduceKind::Mean => {
+                let dims = cx.dims(x)?;
+                let count: usize = axes.iter().map(|&a| dims[a]).product();
+                let g = cx.scale(g, 1.0 / count as f64)?;
+                cx.expand_like(g, x)?
+            }
+            // To the elements equal to the extreme, shared evenly on ties.
+            ReduceKind::Max | ReduceKind::Min => {
+                let yk = cx.keep_dims(y, &axes, self.keepdims)?;
+                let m = cx.mask(crate::ops::binary::BinaryKind::Eq, x, yk, tx.dtype)?;
+                let cnt = cx.reduce_sum(m, &axes, true)?;
+                let share = cx.div(g, cnt)?;
+                cx.mul(m, share)?
+            }
+            // y / x: the product of the others (inputs must be nonzero).
+            ReduceKind::Prod => {
+                let yk = cx.keep_dims(y, &axes, self.keepdims)?;
+                let gy = cx.mul(g, yk)?;
+                cx.div(gy, x)?
+            }
+        };
+        Ok(vec![Some(gx)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;

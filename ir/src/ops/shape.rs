@@ -6,6 +6,8 @@
 //! Every data-movement `eval` works on the tensor's own element type (through
 //! `map_array!`), never through f64, so i64 values above 2^53 survive.
 
+use crate::grad::{unsupported, GradCtx, GradResult};
+use crate::graph::ValueId;
 use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
@@ -192,6 +194,23 @@ impl OpDef for Reshape {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["reshape"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
         Ok(vec![map_array!(inputs[0], a => reshape_arr(a, &dims)?)])
@@ -245,6 +264,23 @@ impl OpDef for Flatten {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["flatten"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -312,6 +348,30 @@ impl OpDef for Transpose {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["transpose"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        let perm = self
+            .resolve(cx.ty(inputs[0]).rank())
+            .or_else(|e| unsupported("transpose", e.to_string()))?;
+        let mut inv = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        Ok(vec![Some(cx.transpose(dy, &inv)?)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
         let perm = self.resolve(inputs[0].shape().len())?;
@@ -356,6 +416,24 @@ impl OpDef for Expand {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["expand"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        let s = cx.ty(inputs[0]).shape;
+        Ok(vec![Some(cx.sum_to(dy, &s)?)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -434,6 +512,23 @@ impl OpDef for Squeeze {
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
     }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["squeeze"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+    }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
         Ok(vec![map_array!(inputs[0], a => reshape_arr(a, &dims)?)])
@@ -477,6 +572,23 @@ impl OpDef for Unsqueeze {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Injective
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["unsqueeze"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        if !cx.ty(inputs[0]).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -585,6 +697,27 @@ impl OpDef for Cast {
     }
     fn fusion_kind(&self) -> FusionKind {
         FusionKind::Elementwise
+    }
+    const GRAD_SPELLINGS: &'static [&'static str] = &["cast"];
+    fn grad(
+        &self,
+        cx: &mut GradCtx,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        dout: &[Option<ValueId>],
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let _ = outputs;
+        let Some(dy) = dout[0] else {
+            return Ok(vec![None]);
+        };
+        let tx = cx.ty(inputs[0]);
+        if !tx.dtype.is_float() || !cx.ty(dy).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        if tx.dtype == cx.ty(dy).dtype {
+            return Ok(vec![Some(dy)]);
+        }
+        Ok(vec![Some(cx.add(Cast::new(tx.dtype), &[dy])?)])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         expect_arity(inputs, 1)?;
