@@ -350,7 +350,9 @@ impl PassManager {
                 found.as_ref()
             }
         };
-        let before_ir = kiln_ir::print(g);
+        // Kept as a graph and printed only on failure: printing every pass's
+        // input (constants included) dominated compile time.
+        let before_g = g.clone();
         let before = node_keys(g);
         let mut cx = PassCtx {
             weights,
@@ -361,14 +363,14 @@ impl PassManager {
         let changed = pass.run(g, &mut cx).map_err(|e| PassError::Failed {
             pass: name.into(),
             msg: e.0,
-            before: before_ir.clone(),
+            before: kiln_ir::print(&before_g),
         })?;
         let time = t0.elapsed();
         let folded = cx.folded;
         kiln_ir::verify(g).map_err(|err| PassError::Verify {
             pass: name.into(),
             err: Box::new(err),
-            before: before_ir.clone(),
+            before: kiln_ir::print(&before_g),
         })?;
         if let Err(errs) = weights.check(g, "the weights") {
             let msg = errs
@@ -379,7 +381,7 @@ impl PassManager {
             return Err(PassError::Weights {
                 pass: name.into(),
                 msg,
-                before: before_ir,
+                before: kiln_ir::print(&before_g),
             });
         }
         let after = node_keys(g);
