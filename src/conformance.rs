@@ -249,39 +249,7 @@ fn run_test_inner(
             ..Default::default()
         };
         let mut feeds: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
-        // kiln compiles static graphs: when an integer input feeds a shape-like
-        // parameter (axes, pads, a reshape target), bind it at import time, as
-        // a user would with a fixed model. Inputs the importer names as needed
-        // (Resize's float scales, a Loop condition) are bound too; one
-        // converter may name only its first such input, so this repeats. As a
-        // last resort, scalars of any dtype are bound (a float OneHot depth,
-        // Range's bounds, Dropout's training_mode).
-        let mut attempt = onnx::import::import_model(&model, &opts);
-        let mut bind_scalars = false;
-        for round in 0..5 {
-            let Err(e) = &attempt else { break };
-            if !e.needs_const_inputs() {
-                break;
-            }
-            let named = e.const_input_names();
-            let before = opts.const_inputs.len();
-            for (name, t) in &feeds {
-                let int = matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32);
-                let scalar = bind_scalars && t.shape().is_empty();
-                if (round == 0 && int) || named.contains(name) || scalar {
-                    opts.const_inputs.insert(name.clone(), t.clone());
-                }
-            }
-            if opts.const_inputs.len() == before {
-                if bind_scalars {
-                    break;
-                }
-                bind_scalars = true;
-                continue;
-            }
-            feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
-            attempt = onnx::import::import_model(&model, &opts);
-        }
+        let attempt = import_binding_inputs(&model, &mut opts, &mut feeds);
         let imported = attempt.map_err(|e| {
             let status = if e.is_unsupported() {
                 Status::Unsupported
@@ -322,6 +290,48 @@ fn run_test_inner(
         }
     }
     Ok(())
+}
+
+/// Import `model`, binding given inputs as compile-time constants where the
+/// importer needs them. kiln compiles static graphs: when an integer input
+/// feeds a shape-like parameter (axes, pads, a reshape target), it is bound
+/// at import time, as a user would with a fixed model. Inputs the importer
+/// names as needed (Resize's float scales, a Loop condition) are bound too;
+/// one converter may name only its first such input, so this repeats. As a
+/// last resort, scalars of any dtype are bound (a float OneHot depth,
+/// Range's bounds, Dropout's training_mode). Bound inputs leave `feeds`.
+pub fn import_binding_inputs(
+    model: &onnx::proto::ModelProto,
+    opts: &mut ImportOptions,
+    feeds: &mut HashMap<String, Tensor>,
+) -> Result<onnx::import::Imported, onnx::import::ImportError> {
+    let mut attempt = onnx::import::import_model(model, opts);
+    let mut bind_scalars = false;
+    for round in 0..5 {
+        let Err(e) = &attempt else { break };
+        if !e.needs_const_inputs() {
+            break;
+        }
+        let named = e.const_input_names();
+        let before = opts.const_inputs.len();
+        for (name, t) in feeds.iter() {
+            let int = matches!(t.dtype(), kiln_ir::DType::I64 | kiln_ir::DType::I32);
+            let scalar = bind_scalars && t.shape().is_empty();
+            if (round == 0 && int) || named.contains(name) || scalar {
+                opts.const_inputs.insert(name.clone(), t.clone());
+            }
+        }
+        if opts.const_inputs.len() == before {
+            if bind_scalars {
+                break;
+            }
+            bind_scalars = true;
+            continue;
+        }
+        feeds.retain(|n, _| !opts.const_inputs.contains_key(n));
+        attempt = onnx::import::import_model(model, opts);
+    }
+    attempt
 }
 
 fn run_ref(

@@ -217,8 +217,9 @@ fn real_main() -> Result<()> {
             dims,
             output_dir,
         } => {
+            let mut given = read_inputs(&inputs)?;
             let m = if is_onnx(&model) {
-                load_onnx(&model, &dims)?
+                load_onnx_with_inputs(&model, &dims, &mut given)?
             } else {
                 Model::load_kir(&model)?
             };
@@ -226,7 +227,7 @@ fn real_main() -> Result<()> {
                 m,
                 backend.into(),
                 threads,
-                &inputs,
+                given,
                 &dims,
                 output_dir.as_deref(),
             )
@@ -312,6 +313,30 @@ fn load_onnx(path: &Path, dims: &[String]) -> Result<Model> {
         );
     }
     let imported = kiln::compiler::onnx::import::import_model(&proto, &opts)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(Model {
+        graph: imported.graph,
+        weights: imported.weights,
+    })
+}
+
+/// Import an ONNX model for `kiln run`: the given inputs fix their shapes,
+/// and inputs the graph needs at compile time (a reshape target, axes) are
+/// bound as constants and leave `given`, as `kiln conformance` does.
+fn load_onnx_with_inputs(
+    path: &Path,
+    dims: &[String],
+    given: &mut HashMap<String, Tensor>,
+) -> Result<Model> {
+    let proto = kiln::compiler::onnx::load_model(path)?;
+    let mut opts = kiln::compiler::onnx::import::ImportOptions::default();
+    for (k, v) in parse_dims(dims)? {
+        opts.dims.insert(k, v);
+    }
+    for (name, t) in given.iter() {
+        opts.input_shapes.insert(name.clone(), t.shape().to_vec());
+    }
+    let imported = kiln::conformance::import_binding_inputs(&proto, &mut opts, given)
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(Model {
         graph: imported.graph,
@@ -439,11 +464,10 @@ fn run_model(
     mut m: Model,
     backend: kiln::backend::Backend,
     threads: usize,
-    inputs: &[String],
+    given: HashMap<String, Tensor>,
     dims: &[String],
     output_dir: Option<&Path>,
 ) -> Result<()> {
-    let given = read_inputs(inputs)?;
     let (given, notes) = kiln::bench::bind_inputs(&mut m, given, &parse_dims(dims)?)?;
     for n in &notes {
         println!("note: {n}");

@@ -520,3 +520,44 @@ fn bench_bad_arguments_are_clear() {
         assert!(err.contains(flag) && err.contains(val), "{err}");
     }
 }
+
+/// `kiln run` on an ONNX test whose integer input is a reshape target: the
+/// input is bound at import time, as `kiln conformance` does, and the result
+/// matches the test's expected output on both backends.
+#[test]
+fn run_onnx_binds_shape_inputs() {
+    let root = std::env::var("KILN_ONNX_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/onnx-tests"));
+    let t = root.join("node/test_reshape_extended_dims");
+    if !t.join("model.onnx").exists() {
+        eprintln!("skipping: no ONNX test data at {}", root.display());
+        return;
+    }
+    let set = t.join("test_data_set_0");
+    for backend in ["cpu", "ref"] {
+        let out = tmpdir(&format!("onnx_bind_{backend}"));
+        let o = kiln(&[
+            "run",
+            t.join("model.onnx").to_str().unwrap(),
+            "--backend",
+            backend,
+            "--input",
+            &format!("data={}", set.join("input_0.pb").display()),
+            "--input",
+            &format!("shape={}", set.join("input_1.pb").display()),
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("reshaped: f32[2,3,2,2]"),
+            "{}",
+            stdout(&o)
+        );
+        let got = kiln::npy::read(&out.join("reshaped.npy")).unwrap();
+        let (_, want) =
+            kiln::compiler::onnx::tensor::load_tensor_pb(&set.join("output_0.pb")).unwrap();
+        kiln::ir::tensor::allclose(&got, &want, 0.0, 0.0).unwrap();
+    }
+}

@@ -153,6 +153,13 @@ const NOT_KNOWN: &str = "that is not known at import time";
 /// and the op stays in the graph, for the optimiser to decide).
 const FOLD_LIMIT: usize = 1 << 16;
 
+/// The default domain, plus `Gradient` from the training preview domain.
+fn known_domain(n: &NodeProto) -> bool {
+    n.domain().is_empty()
+        || n.domain() == "ai.onnx"
+        || (n.domain() == "ai.onnx.preview.training" && n.op_type() == "Gradient")
+}
+
 pub(crate) struct Importer {
     pub g: Graph,
     pub weights: Weights,
@@ -198,6 +205,19 @@ impl<'a> Ctx<'a> {
     pub fn num_inputs(&self) -> usize {
         let ins = &self.node.input;
         ins.iter().rposition(|s| !s.is_empty()).map_or(0, |p| p + 1)
+    }
+    /// The tensor an ONNX name stands for in the current scope (attributes
+    /// such as `Gradient`'s `xs`/`y` name values rather than take them as inputs).
+    pub fn named(&self, name: &str) -> CResult<Val> {
+        match self.imp.vals.get(name) {
+            Some(v) => Ok(v.clone()),
+            None => self.invalid(format!("`{name}` is not defined before this node")),
+        }
+    }
+    /// The graph being built, for converters that rewrite it as a whole
+    /// (`Gradient` appends a backward graph).
+    pub fn graph_mut(&mut self) -> &mut Graph {
+        &mut self.imp.g
     }
     /// Input `i`, or `None` if absent or given as the empty name.
     pub fn opt_input(&self, i: usize) -> CResult<Option<Val>> {
@@ -598,7 +618,7 @@ impl<'a> Ctx<'a> {
             self.imp.bind(vi.name(), v);
         }
         for n in &g.node {
-            let domain_ok = n.domain().is_empty() || n.domain() == "ai.onnx";
+            let domain_ok = known_domain(n);
             if !domain_ok || super::ops::converter(n.op_type(), self.opset).is_none() {
                 return Err(Problem::UnsupportedOp {
                     node: node_name(n),
@@ -796,7 +816,7 @@ pub fn import_model(
 
     // Report every unsupported op up front, then convert what can be converted.
     for n in &graph.node {
-        let domain_ok = n.domain().is_empty() || n.domain() == "ai.onnx";
+        let domain_ok = known_domain(n);
         if !domain_ok || super::ops::converter(n.op_type(), opset).is_none() {
             let op_type = if domain_ok {
                 n.op_type().to_string()
@@ -882,8 +902,7 @@ fn convert_nodes(
     poisoned: &mut std::collections::HashSet<String>,
 ) {
     for n in nodes {
-        let Some(conv) = super::ops::converter(n.op_type(), opset)
-            .filter(|_| n.domain().is_empty() || n.domain() == "ai.onnx")
+        let Some(conv) = super::ops::converter(n.op_type(), opset).filter(|_| known_domain(n))
         else {
             poisoned.extend(n.output.iter().cloned());
             continue;

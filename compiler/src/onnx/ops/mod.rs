@@ -18,6 +18,7 @@ mod signal;
 mod spatial;
 // Sequences as import-time lists (issue 3).
 mod sequence;
+mod training;
 
 use super::import::{CResult, Ctx};
 
@@ -30,7 +31,7 @@ pub type Row = (&'static str, i64, i64, Converter);
 /// op's semantics have not changed, which the conformance suite checks.
 pub const MAX_OPSET: i64 = 28;
 
-fn tables() -> [&'static [Row]; 15] {
+fn tables() -> [&'static [Row]; 16] {
     [
         elementwise::OPS,
         math::OPS,
@@ -47,6 +48,7 @@ fn tables() -> [&'static [Row]; 15] {
         spatial::OPS,
         signal::OPS,
         sequence::OPS,
+        training::OPS,
     ]
 }
 
