@@ -102,9 +102,24 @@ impl Prepared {
             Engine::Ref(_) => None,
             Engine::Cpu(e, st) => {
                 let p = e.program();
+                let g = &p.graph;
+                // Every tensor the graph defines (inputs and node results),
+                // what an unfused, unplanned run would hold at once.
+                let all: usize = g
+                    .inputs()
+                    .iter()
+                    .copied()
+                    .chain(
+                        g.node_ids()
+                            .into_iter()
+                            .flat_map(|n| g.node(n).outputs.to_vec()),
+                    )
+                    .map(|v| g.value(v).ty.size_bytes().unwrap_or(0))
+                    .sum();
                 Some(format!(
-                    "arena {} bytes (tensors without reuse: {} bytes, {:.1}x); steps: {}; groups fused {}, split {}; {} threads",
+                    "peak arena {} bytes; all tensors of the graph {} bytes; arena-placed tensors without reuse {} bytes ({:.1}x the arena); steps: {}; groups fused {}, split {}; {} threads",
                     p.arena_bytes,
+                    all,
                     p.unplanned_bytes,
                     p.unplanned_bytes as f64 / p.arena_bytes.max(1) as f64,
                     p.summary(),

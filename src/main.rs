@@ -54,6 +54,10 @@ enum Cmd {
         /// Write each output to DIR/NAME.npy.
         #[arg(long)]
         output_dir: Option<PathBuf>,
+        /// Print how the backend planned the model: peak arena bytes next to
+        /// the sum of all tensor sizes, and the steps by kind.
+        #[arg(long)]
+        stats: bool,
     },
     /// Optimise a model and print its canonical IR.
     #[command(
@@ -216,6 +220,7 @@ fn real_main() -> Result<()> {
             inputs,
             dims,
             output_dir,
+            stats,
         } => {
             let mut given = read_inputs(&inputs)?;
             let m = if is_onnx(&model) {
@@ -230,6 +235,7 @@ fn real_main() -> Result<()> {
                 given,
                 &dims,
                 output_dir.as_deref(),
+                stats,
             )
         }
         Cmd::Conformance {
@@ -467,6 +473,7 @@ fn run_model(
     given: HashMap<String, Tensor>,
     dims: &[String],
     output_dir: Option<&Path>,
+    stats: bool,
 ) -> Result<()> {
     let (given, notes) = kiln::bench::bind_inputs(&mut m, given, &parse_dims(dims)?)?;
     for n in &notes {
@@ -487,6 +494,12 @@ fn run_model(
         dt.as_secs_f64() * 1e3,
         prepared.compile_ms
     );
+    if stats {
+        match prepared.plan_summary() {
+            Some(p) => println!("plan: {p}"),
+            None => println!("plan: the reference backend does not plan memory"),
+        }
+    }
     if let Some(dir) = output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, t) in &outs {

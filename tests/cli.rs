@@ -561,3 +561,28 @@ fn run_onnx_binds_shape_inputs() {
         kiln::ir::tensor::allclose(&got, &want, 0.0, 0.0).unwrap();
     }
 }
+
+/// `kiln run --stats` reports the planned arena next to the graph's tensors.
+#[test]
+fn run_stats_reports_the_plan() {
+    let o = kiln(&[
+        "run",
+        "examples/models/vgg_small.kir",
+        "--dim",
+        "N=2",
+        "--stats",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("plan: peak arena "))
+        .unwrap_or_else(|| panic!("no plan line in {out}"));
+    let num = |key: &str| -> usize {
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (peak, all) = (num("peak arena "), num("all tensors of the graph "));
+    assert!(peak > 0 && peak < all, "{line}");
+    assert!(line.contains("conv 6"), "{line}");
+}
