@@ -219,6 +219,22 @@ impl<'g> GradCtx<'g> {
     }
 
     /// Reshape `x` to the shape of `like` (static shapes only).
+    /// The gradient of a reshape-like op (reshape, flatten, squeeze,
+    /// unsqueeze) of `x`: the output gradient reshaped back to `x`'s shape.
+    pub fn view_grad(
+        &mut self,
+        x: ValueId,
+        dy: Option<ValueId>,
+    ) -> GradResult<Vec<Option<ValueId>>> {
+        let Some(dy) = dy else {
+            return Ok(vec![None]);
+        };
+        if !self.ty(x).dtype.is_float() {
+            return Ok(vec![None]);
+        }
+        Ok(vec![Some(self.reshape_like(dy, x)?)])
+    }
+
     pub fn reshape_like(&mut self, x: ValueId, like: ValueId) -> GradResult<ValueId> {
         if self.ty(x).shape == self.ty(like).shape {
             return Ok(x);

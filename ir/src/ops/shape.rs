@@ -203,13 +203,7 @@ impl OpDef for Reshape {
         dout: &[Option<ValueId>],
     ) -> GradResult<Vec<Option<ValueId>>> {
         let _ = outputs;
-        let Some(dy) = dout[0] else {
-            return Ok(vec![None]);
-        };
-        if !cx.ty(inputs[0]).dtype.is_float() {
-            return Ok(vec![None]);
-        }
-        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+        cx.view_grad(inputs[0], dout[0])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -274,13 +268,7 @@ impl OpDef for Flatten {
         dout: &[Option<ValueId>],
     ) -> GradResult<Vec<Option<ValueId>>> {
         let _ = outputs;
-        let Some(dy) = dout[0] else {
-            return Ok(vec![None]);
-        };
-        if !cx.ty(inputs[0]).dtype.is_float() {
-            return Ok(vec![None]);
-        }
-        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+        cx.view_grad(inputs[0], dout[0])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -521,13 +509,7 @@ impl OpDef for Squeeze {
         dout: &[Option<ValueId>],
     ) -> GradResult<Vec<Option<ValueId>>> {
         let _ = outputs;
-        let Some(dy) = dout[0] else {
-            return Ok(vec![None]);
-        };
-        if !cx.ty(inputs[0]).dtype.is_float() {
-            return Ok(vec![None]);
-        }
-        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+        cx.view_grad(inputs[0], dout[0])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
@@ -582,13 +564,7 @@ impl OpDef for Unsqueeze {
         dout: &[Option<ValueId>],
     ) -> GradResult<Vec<Option<ValueId>>> {
         let _ = outputs;
-        let Some(dy) = dout[0] else {
-            return Ok(vec![None]);
-        };
-        if !cx.ty(inputs[0]).dtype.is_float() {
-            return Ok(vec![None]);
-        }
-        Ok(vec![Some(cx.reshape_like(dy, inputs[0])?)])
+        cx.view_grad(inputs[0], dout[0])
     }
     fn eval(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let dims = out_dims(self, inputs)?;
