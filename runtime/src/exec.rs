@@ -32,7 +32,7 @@ use kiln_ir::{DType, Graph, NodeId, Op, Tensor, ValueId, Weights};
 
 use crate::conv::{Conv2d, Conv2dParams};
 use crate::gemm::{self, Ctx, EpilogueTile, Isa, Lhs, MatMut, MatRef, PackedB, Rhs};
-use crate::jit::{split_range, CompiledKernel, JitModule};
+use crate::jit::{CompiledKernel, JitModule};
 
 /// What can go wrong preparing or running a program.
 #[derive(Debug, thiserror::Error)]
@@ -650,22 +650,10 @@ impl Executor {
         on: usize,
         inn: usize,
     ) -> Vec<(Range<usize>, Range<usize>)> {
-        let t = self.threads;
-        if t <= 1 || on.saturating_mul(inn) < PAR_MIN_ELEMS {
-            return vec![(0..on, 0..inn)];
-        }
-        if ck.outer_splittable() && (on >= t || !ck.inner_splittable()) {
-            split_range(on, t)
-                .into_iter()
-                .map(|r| (r, 0..inn))
-                .collect()
-        } else if ck.inner_splittable() {
-            split_range(inn.div_ceil(16), t)
-                .into_iter()
-                .map(|r| (0..on, 16 * r.start..(16 * r.end).min(inn)))
-                .collect()
-        } else {
+        if on.saturating_mul(inn) < PAR_MIN_ELEMS {
             vec![(0..on, 0..inn)]
+        } else {
+            ck.split(self.threads)
         }
     }
 

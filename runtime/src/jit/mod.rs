@@ -354,6 +354,30 @@ impl CompiledKernel {
         Ok(())
     }
 
+    /// How to cut the iteration space into up to `threads` parts that write
+    /// disjoint elements: the outer range when [`CompiledKernel::outer_splittable`]
+    /// and long enough, else the inner range when
+    /// [`CompiledKernel::inner_splittable`] (cut at multiples of 16
+    /// elements, one unrolled trip, so each part's vector loop stays
+    /// aligned), else one part. Every element is computed by the same
+    /// instructions however the ranges are cut.
+    pub fn split(&self, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
+        let (on, inn) = (self.kernel.outer_len(), self.kernel.inner);
+        if threads > 1 && self.outer_splittable() && (on >= threads || !self.inner_splittable()) {
+            split_range(on, threads)
+                .into_iter()
+                .map(|r| (r, 0..inn))
+                .collect()
+        } else if threads > 1 && self.inner_splittable() {
+            split_range(inn.div_ceil(16), threads)
+                .into_iter()
+                .map(|r| (0..on, 16 * r.start..(16 * r.end).min(inn)))
+                .collect()
+        } else {
+            vec![(0..on, 0..inn)]
+        }
+    }
+
     /// Run the whole iteration space on this thread.
     pub fn run(&self, bufs: &mut [Buf]) -> Result<(), JitError> {
         self.run_range(bufs, 0..self.kernel.outer_len(), 0..self.kernel.inner)
@@ -396,23 +420,7 @@ impl CompiledKernel {
     pub fn run_parallel(&self, bufs: &mut [Buf], threads: usize) -> Result<(), JitError> {
         let table = self.table(bufs)?;
         let (on, inn) = (self.kernel.outer_len(), self.kernel.inner);
-        let parts: Vec<(Range<usize>, Range<usize>)> =
-            if self.outer_splittable() && (on >= threads || !self.inner_splittable()) {
-                split_range(on, threads)
-                    .into_iter()
-                    .map(|r| (r, 0..inn))
-                    .collect()
-            } else if self.inner_splittable() {
-                // Cut at multiples of 16 elements (one unrolled trip) so
-                // that each part's vector loop stays aligned.
-                let chunks = inn.div_ceil(16);
-                split_range(chunks, threads)
-                    .into_iter()
-                    .map(|r| (0..on, 16 * r.start..(16 * r.end).min(inn)))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+        let parts = self.split(threads);
         if parts.len() <= 1 {
             return self.run_range(bufs, 0..on, 0..inn);
         }
