@@ -738,25 +738,9 @@ impl Executor {
             )
             .map_err(|e| e.to_string()),
             Some(e) => {
-                let ck = &self.kernels[e.kernel as usize];
                 let ptrs = self.epilogue_ptrs(mem, e, c_ptr);
-                let shared = Ptrs(&ptrs);
-                let errs: Mutex<Option<String>> = Mutex::new(None);
-                let f = |t: EpilogueTile<'_>| {
-                    let o0 = t.batch * rows + t.row0;
-                    // SAFETY: the tile is ours alone until we return; the
-                    // epilogue writes only rows o0.. and columns col0.. of
-                    // C (its output access is C's own layout), reads C at
-                    // the same elements, and reads other buffers.
-                    let r = unsafe {
-                        ck.run_raw(shared.get(), o0..o0 + t.rows, t.col0..t.col0 + t.cols)
-                    };
-                    if let Err(err) = r {
-                        if let Ok(mut s) = errs.lock() {
-                            *s = Some(err.to_string());
-                        }
-                    }
-                };
+                let epi = TileEpilogue::new(&self.kernels[e.kernel as usize], &ptrs, rows);
+                let f = |t: EpilogueTile<'_>| epi.tile(t);
                 gemm::sgemm_batched(
                     ctx,
                     batches,
@@ -767,10 +751,7 @@ impl Executor {
                     Some(&f),
                 )
                 .map_err(|e| e.to_string())?;
-                match errs.into_inner().ok().flatten() {
-                    Some(e) => Err(e),
-                    None => Ok(()),
-                }
+                epi.finish()
             }
         }
     }
@@ -805,31 +786,14 @@ impl Executor {
                 .run(ctx, x, p.nhw, y, None)
                 .map_err(|e| e.to_string()),
             Some(e) => {
-                let ck = &self.kernels[e.kernel as usize];
                 let ptrs = self.epilogue_ptrs(mem, e, y_ptr);
-                let shared = Ptrs(&ptrs);
-                let errs: Mutex<Option<String>> = Mutex::new(None);
-                let ch = p.channels;
-                let f = |t: EpilogueTile<'_>| {
-                    let o0 = t.batch * ch + t.row0;
-                    // SAFETY: as in `run_matmul`: the tile (image `batch`,
-                    // channels row0.., pixels col0..) is ours alone.
-                    let r = unsafe {
-                        ck.run_raw(shared.get(), o0..o0 + t.rows, t.col0..t.col0 + t.cols)
-                    };
-                    if let Err(err) = r {
-                        if let Ok(mut s) = errs.lock() {
-                            *s = Some(err.to_string());
-                        }
-                    }
-                };
+                // Conv tiles are (image, channels, pixels).
+                let epi = TileEpilogue::new(&self.kernels[e.kernel as usize], &ptrs, p.channels);
+                let f = |t: EpilogueTile<'_>| epi.tile(t);
                 p.conv
                     .run(ctx, x, p.nhw, y, Some(&f))
                     .map_err(|e| e.to_string())?;
-                match errs.into_inner().ok().flatten() {
-                    Some(e) => Err(e),
-                    None => Ok(()),
-                }
+                epi.finish()
             }
         }
     }
@@ -884,6 +848,53 @@ impl Executor {
             }
         }
         Ok(())
+    }
+}
+
+/// An epilogue kernel run on each finished GEMM/conv tile. Tiles give
+/// (batch, first row, rows, first column, columns); the kernel's outer index
+/// is `batch * rows_per_batch + row`, its inner index the column. A failure
+/// inside a tile (which cannot return one) is kept for `finish`.
+struct TileEpilogue<'a> {
+    kernel: &'a CompiledKernel,
+    ptrs: Ptrs<'a>,
+    rows_per_batch: usize,
+    err: Mutex<Option<String>>,
+}
+
+impl<'a> TileEpilogue<'a> {
+    fn new(kernel: &'a CompiledKernel, ptrs: &'a [*mut f32], rows_per_batch: usize) -> Self {
+        TileEpilogue {
+            kernel,
+            ptrs: Ptrs(ptrs),
+            rows_per_batch,
+            err: Mutex::new(None),
+        }
+    }
+
+    fn tile(&self, t: EpilogueTile<'_>) {
+        let o0 = t.batch * self.rows_per_batch + t.row0;
+        // SAFETY: the tile is ours alone until we return; the epilogue
+        // writes only rows o0.. and columns col0.. of the output (its store
+        // is the output's own layout), reads the output at the same
+        // elements (the anchor's result, in place), and only reads other
+        // buffers; `check_steps` matched every buffer's size.
+        let r = unsafe {
+            self.kernel
+                .run_raw(self.ptrs.get(), o0..o0 + t.rows, t.col0..t.col0 + t.cols)
+        };
+        if let Err(e) = r {
+            if let Ok(mut s) = self.err.lock() {
+                *s = Some(e.to_string());
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.err.into_inner().ok().flatten() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
