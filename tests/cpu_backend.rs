@@ -1245,3 +1245,66 @@ fn epilogue_broadcast_operands() {
         1e-5,
     );
 }
+
+/// The executor checks a program before running it (an artifact will hand
+/// it programs it did not compile): a bad plan is an error, never a panic.
+#[test]
+fn executor_refuses_inconsistent_programs() {
+    use kiln::runtime::exec::{ExecOptions, Executor};
+    // %c is also an output, so the reshape cannot fuse into its producer:
+    // it becomes an alias of %c's memory.
+    let src = "graph t {\n  input %x: f32[4,8]\n  param %w: f32[4,3]\n  %a = exp(%x)\n  %b = neg(%x)\n  %c = add(%a, %b)\n  %r = reshape(%c) {shape = [8, 4]}\n  %m = matmul(%r, %w)\n  output y = %m\n  output c = %c\n}";
+    let m = model(src);
+    let p = program(&m);
+    assert!(
+        p.steps.iter().any(|s| matches!(s, Step::Alias { .. })),
+        "{:?}",
+        p.steps
+    );
+    let opts = ExecOptions::default();
+    assert!(Executor::new(p.clone(), &m.weights, &opts).is_ok());
+
+    // An alias whose result is elsewhere than its input.
+    let mut bad = p.clone();
+    let r = find_value(&bad.graph, "r");
+    bad.locs[r.index()] = Loc::Arena {
+        offset: bad.arena_bytes,
+        len: 128,
+    };
+    bad.arena_bytes += 128;
+    let e = Executor::new(bad, &m.weights, &opts)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("alias"), "{e}");
+
+    // An arena offset past the arena.
+    let mut bad = p.clone();
+    let c = find_value(&bad.graph, "c");
+    bad.locs[c.index()] = Loc::Arena {
+        offset: p.arena_bytes,
+        len: 128,
+    };
+    let e = Executor::new(bad, &m.weights, &opts)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("outside"), "{e}");
+
+    // A kernel bound to a value of the wrong size.
+    let mut bad = p.clone();
+    if let Some(Step::Kernel { args, .. }) = bad
+        .steps
+        .iter_mut()
+        .find(|s| matches!(s, Step::Kernel { .. }))
+    {
+        args[0] = bad.graph.params()[0];
+    }
+    let e = Executor::new(bad, &m.weights, &opts)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("buffer"), "{e}");
+
+    // Too few locations.
+    let mut bad = p;
+    bad.locs.pop();
+    assert!(Executor::new(bad, &m.weights, &opts).is_err());
+}

@@ -328,7 +328,20 @@ impl Executor {
                         Ok(())
                     }
                 }
-                Step::Ref { .. } | Step::Alias { .. } => Ok(()),
+                Step::Ref { .. } => Ok(()),
+                Step::Alias { node } => {
+                    // Nothing runs: the result must be the input's memory.
+                    let n = g.node(*node);
+                    match (n.inputs.first(), n.outputs.first()) {
+                        (Some(&i), Some(&o))
+                            if matches!(self.prog.loc(o), Loc::Arena { .. })
+                                && self.prog.loc(i) == self.prog.loc(o) =>
+                        {
+                            Ok(())
+                        }
+                        _ => Err("an alias whose result is not its input's memory".into()),
+                    }
+                }
                 Step::Pool { node } => {
                     let n = g.node(*node);
                     let ok = |v: ValueId, out: bool| match self.prog.loc(v) {
@@ -916,6 +929,9 @@ fn plan_matmul(
         label: label(g, node),
         msg,
     };
+    if n.inputs.len() != 2 || !matches!(n.op, Op::MatMul(_)) {
+        return Err(err("not a two-operand matmul".into()));
+    }
     let (a, b) = (n.inputs[0], n.inputs[1]);
     let (sa, sb) = (dims_of(g, a), dims_of(g, b));
     if sa.len() < 2 || sb.len() < 2 {
@@ -967,8 +983,16 @@ fn plan_conv(
     let Op::Conv(c) = &n.op else {
         return Err(err("not a conv".into()));
     };
+    if n.inputs.len() < 2 {
+        return Err(err("conv needs an input and a weight".into()));
+    }
     let xs = dims_of(g, n.inputs[0]);
     let ws = dims_of(g, n.inputs[1]);
+    if !(3..=4).contains(&xs.len()) || ws.len() != xs.len() {
+        return Err(err(format!(
+            "native conv needs a 1-D or 2-D input and a weight of the same rank, got {xs:?} and {ws:?}"
+        )));
+    }
     let r = xs.len() - 2;
     let or = |v: &[i64], d: i64, len: usize| -> Vec<usize> {
         if v.is_empty() {
