@@ -1,98 +1,24 @@
 //! The ONNX importer on hand-built models: every problem reported at once with
 //! node names, and shape computations folded away at import time.
 
+mod common;
+use common::*;
+
 use kiln_compiler::onnx::import::{import_model, ImportOptions, Problem};
 use kiln_compiler::onnx::proto::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, type_proto, AttributeProto, ModelProto,
 };
-use kiln_compiler::onnx::tensor_to_proto;
 use kiln_ir::{Op, Tensor};
-
-fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn node(
-    op: &str,
-    name: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-    attrs: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(AttributeType::Int as i32),
-        ..Default::default()
-    }
-}
-
-fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: &[&str],
-    inits: Vec<(&str, Tensor)>,
-) -> ModelProto {
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            input: inputs,
-            output: outputs.iter().map(|o| vi(o, &[])).collect(),
-            initializer: inits
-                .into_iter()
-                .map(|(n, t)| tensor_to_proto(n, &t))
-                .collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 #[test]
 fn every_unsupported_op_is_reported_at_once_with_node_names() {
     let m = model(
         vec![
-            node("Relu", "r", &["x"], &["a"], vec![]),
-            node("FancyOp", "fancy1", &["a"], &["b"], vec![]),
-            node("Relu", "r2", &["b"], &["c"], vec![]),
-            node("OtherOp", "other", &["c"], &["d"], vec![]),
-            node(
+            named_node("Relu", "r", &["x"], &["a"], vec![]),
+            named_node("FancyOp", "fancy1", &["a"], &["b"], vec![]),
+            named_node("Relu", "r2", &["b"], &["c"], vec![]),
+            named_node("OtherOp", "other", &["c"], &["d"], vec![]),
+            named_node(
                 "LpPool",
                 "pool",
                 &["x"],
@@ -143,23 +69,23 @@ fn shape_computations_fold_into_a_static_reshape() {
     let minus1 = Tensor::I64(ndarray::arr1(&[-1i64]).into_dyn());
     let m = model(
         vec![
-            node("Shape", "shape", &["x"], &["s"], vec![]),
-            node(
+            named_node("Shape", "shape", &["x"], &["s"], vec![]),
+            named_node(
                 "Gather",
                 "gather",
                 &["s", "i0"],
                 &["n"],
                 vec![int_attr("axis", 0)],
             ),
-            node("Unsqueeze", "unsq", &["n", "ax"], &["n1"], vec![]),
-            node(
+            named_node("Unsqueeze", "unsq", &["n", "ax"], &["n1"], vec![]),
+            named_node(
                 "Concat",
                 "concat",
                 &["n1", "m1"],
                 &["target"],
                 vec![int_attr("axis", 0)],
             ),
-            node("Reshape", "reshape", &["x", "target"], &["y"], vec![]),
+            named_node("Reshape", "reshape", &["x", "target"], &["y"], vec![]),
         ],
         vec![vi("x", &[2, 3, 4])],
         &["y"],
@@ -186,7 +112,7 @@ fn shape_computations_fold_into_a_static_reshape() {
 fn initializers_become_named_params() {
     let w = Tensor::f32(&[3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let m = model(
-        vec![node("MatMul", "mm", &["x", "W"], &["y"], vec![])],
+        vec![named_node("MatMul", "mm", &["x", "W"], &["y"], vec![])],
         vec![vi("x", &[1, 3])],
         &["y"],
         vec![("W", w.clone())],
@@ -214,25 +140,6 @@ fn garbage_bytes_are_an_error_not_a_panic() {
     }
 }
 
-fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        g: Some(g),
-        r#type: Some(AttributeType::Graph as i32),
-        ..Default::default()
-    }
-}
-
-fn body(nodes: Vec<NodeProto>, inputs: &[&str], outputs: &[&str]) -> GraphProto {
-    GraphProto {
-        name: Some("body".into()),
-        node: nodes,
-        input: inputs.iter().map(|i| vi(i, &[])).collect(),
-        output: outputs.iter().map(|o| vi(o, &[])).collect(),
-        ..Default::default()
-    }
-}
-
 fn run(m: &ModelProto, opts: &ImportOptions, feeds: &[(&str, Tensor)]) -> Vec<Vec<f64>> {
     let imp = import_model(m, opts).unwrap_or_else(|e| panic!("{e}"));
     let feeds = feeds
@@ -247,17 +154,17 @@ fn run(m: &ModelProto, opts: &ImportOptions, feeds: &[(&str, Tensor)]) -> Vec<Ve
 fn if_inlines_a_branch_or_selects_between_both() {
     // then: x + one (an outer-scope value); else: -x.
     let then_g = body(
-        vec![node("Add", "add", &["x", "one"], &["t"], vec![])],
+        vec![named_node("Add", "add", &["x", "one"], &["t"], vec![])],
         &[],
         &["t"],
     );
     let else_g = body(
-        vec![node("Neg", "neg", &["x"], &["e"], vec![])],
+        vec![named_node("Neg", "neg", &["x"], &["e"], vec![])],
         &[],
         &["e"],
     );
     let m = model(
-        vec![node(
+        vec![named_node(
             "If",
             "if",
             &["c"],
@@ -307,16 +214,16 @@ fn loop_and_scan_unroll() {
     // Loop 3 times: y += x, and emit y each iteration.
     let loop_body = body(
         vec![
-            node("Identity", "cond", &["c_in"], &["c_out"], vec![]),
-            node("Add", "acc", &["y_in", "x"], &["y_out"], vec![]),
-            node("Identity", "emit", &["y_out"], &["s"], vec![]),
+            named_node("Identity", "cond", &["c_in"], &["c_out"], vec![]),
+            named_node("Add", "acc", &["y_in", "x"], &["y_out"], vec![]),
+            named_node("Identity", "emit", &["y_out"], &["s"], vec![]),
         ],
         &["i", "c_in", "y_in"],
         &["c_out", "y_out", "s"],
     );
     let trip = Tensor::I64(ndarray::arr0(3i64).into_dyn());
     let m = model(
-        vec![node(
+        vec![named_node(
             "Loop",
             "loop",
             &["n", "", "y0"],
@@ -340,14 +247,14 @@ fn loop_and_scan_unroll() {
     // Scan the rows of xs in reverse, keeping a running sum.
     let scan_body = body(
         vec![
-            node("Add", "acc", &["s_in", "row"], &["s_out"], vec![]),
-            node("Identity", "emit", &["s_out"], &["e"], vec![]),
+            named_node("Add", "acc", &["s_in", "row"], &["s_out"], vec![]),
+            named_node("Identity", "emit", &["s_out"], &["e"], vec![]),
         ],
         &["s_in", "row"],
         &["s_out", "e"],
     );
     let m = model(
-        vec![node(
+        vec![named_node(
             "Scan",
             "scan",
             &["y0", "xs"],

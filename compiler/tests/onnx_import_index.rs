@@ -2,46 +2,17 @@
 //! folded when their inputs are known at import time, refused with a clear
 //! message otherwise. Values are the ONNX spec examples.
 
+mod common;
+use common::{int_attr, vi_of as vi};
+
 use std::collections::HashMap;
 
 use kiln_compiler::onnx::import::{import_model, ImportOptions};
 use kiln_compiler::onnx::proto::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
 };
 use kiln_ir::Tensor;
 use ndarray::{ArrayD, IxDyn};
-
-fn vi(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(AttributeType::Int as i32),
-        ..Default::default()
-    }
-}
 
 /// One node over graph inputs `ins`; `outs` are the graph outputs.
 fn one_node(

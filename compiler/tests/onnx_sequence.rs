@@ -2,105 +2,12 @@
 //! model here imports to a tensor-only graph, and the results are checked by
 //! running it on the reference interpreter.
 
+mod common;
+use common::*;
+
 use kiln_compiler::onnx::import::{import_model, ImportOptions, Problem};
-use kiln_compiler::onnx::proto::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
-use kiln_compiler::onnx::tensor_to_proto;
+use kiln_compiler::onnx::proto::{tensor_proto::DataType, ModelProto};
 use kiln_ir::Tensor;
-
-fn vi_of(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi_of(name, DataType::Float, dims)
-}
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(outputs[0].into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(AttributeType::Int as i32),
-        ..Default::default()
-    }
-}
-
-fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        g: Some(g),
-        r#type: Some(AttributeType::Graph as i32),
-        ..Default::default()
-    }
-}
-
-fn body(nodes: Vec<NodeProto>, inputs: &[&str], outputs: &[&str]) -> GraphProto {
-    GraphProto {
-        name: Some("body".into()),
-        node: nodes,
-        input: inputs.iter().map(|i| vi(i, &[])).collect(),
-        output: outputs.iter().map(|o| vi(o, &[])).collect(),
-        ..Default::default()
-    }
-}
-
-fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: &[&str],
-    inits: Vec<(&str, Tensor)>,
-) -> ModelProto {
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            input: inputs,
-            output: outputs.iter().map(|o| vi(o, &[])).collect(),
-            initializer: inits
-                .into_iter()
-                .map(|(n, t)| tensor_to_proto(n, &t))
-                .collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn i64s(v: i64) -> Tensor {
     Tensor::I64(ndarray::arr0(v).into_dyn())
