@@ -7,6 +7,7 @@ use common::*;
 use kiln_compiler::onnx::import::{import_model, ImportOptions, Problem};
 use kiln_compiler::onnx::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, type_proto, AttributeProto, ModelProto,
+    NodeProto,
 };
 use kiln_ir::{Op, Tensor};
 
@@ -278,4 +279,72 @@ fn loop_and_scan_unroll() {
     let outs = run(&m, &ImportOptions::default(), &[("y0", y0), ("xs", xs)]);
     assert_eq!(outs[0], [9.5, 12.5]);
     assert_eq!(outs[1], [5.5, 6.5, 8.5, 10.5, 9.5, 12.5]);
+}
+
+fn strings_attr(name: &str, v: &[&str]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        r#type: Some(AttributeType::Strings as i32),
+        ..Default::default()
+    }
+}
+
+fn str_attr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        s: Some(v.as_bytes().to_vec()),
+        r#type: Some(AttributeType::String as i32),
+        ..Default::default()
+    }
+}
+
+/// `Gradient` (training preview domain) of `c = a·b + a` with respect to
+/// `a` and `b`: built at import by the autodiff pass.
+#[test]
+fn gradient_op_differentiates_the_graph_so_far() {
+    let grad = |attrs: Vec<AttributeProto>| NodeProto {
+        domain: Some("ai.onnx.preview.training".into()),
+        ..named_node("Gradient", "g", &["a", "b"], &["da", "db"], attrs)
+    };
+    let nodes = |g: NodeProto| {
+        vec![
+            named_node("Mul", "m", &["a", "b"], &["p"], vec![]),
+            named_node("Add", "s", &["p", "a"], &["c"], vec![]),
+            g,
+        ]
+    };
+    let m = model(
+        nodes(grad(vec![
+            strings_attr("xs", &["a", "b"]),
+            str_attr("y", "c"),
+        ])),
+        vec![vi("a", &[]), vi("b", &[])],
+        &["c", "da", "db"],
+        vec![],
+    );
+    let s = |x: f32| Tensor::f32(&[], vec![x]);
+    let outs = run(
+        &m,
+        &ImportOptions::default(),
+        &[("a", s(3.0)), ("b", s(5.0))],
+    );
+    // c = 3·5 + 3; dc/da = b + 1; dc/db = a.
+    assert_eq!(outs, vec![vec![18.0], vec![6.0], vec![3.0]]);
+
+    // Held-constant values (`zs`) are not supported: a clear error.
+    let m = model(
+        nodes(grad(vec![
+            strings_attr("xs", &["a"]),
+            strings_attr("zs", &["b"]),
+            str_attr("y", "c"),
+        ])),
+        vec![vi("a", &[]), vi("b", &[])],
+        &["c", "da"],
+        vec![],
+    );
+    let e = import_model(&m, &ImportOptions::default())
+        .err()
+        .expect("refused");
+    assert!(e.is_unsupported() && e.to_string().contains("zs"), "{e}");
 }
