@@ -19,7 +19,7 @@
 mod lower;
 mod memory;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use kiln_ir::kernel::{KBinary, KReduce, KUnary, Kernel};
 use kiln_ir::ops::pool::PoolKind;
@@ -64,27 +64,36 @@ pub fn compile(g: &Graph, w: &Weights) -> Result<(Program, CodegenStats), Codege
     let order = g
         .order()
         .map_err(|n| CodegenError(format!("{} is part of a cycle", g.label(n))))?;
-    // Groups, in order of their last member (a group's root).
+    // Groups, in order of their last member (a group's root). A group is
+    // emitted as one step at its root only if nothing outside it reads any
+    // other member's result (the fusion pass guarantees this; annotations
+    // left stale by a later rewrite are not trusted): otherwise its nodes run
+    // one by one in graph order.
     let mut members: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
-    let mut groups: Vec<Vec<NodeId>> = Vec::new();
-    let mut slot: HashMap<u32, usize> = HashMap::new();
     for &n in &order {
         if let Some(k) = g.node(n).group {
             members.entry(k).or_default().push(n);
         }
     }
-    let mut last_of: HashMap<NodeId, u32> = HashMap::new();
-    for (k, ms) in &members {
-        last_of.insert(*ms.last().expect("groups are non-empty"), *k);
-    }
+    let closed = |ms: &[NodeId]| {
+        let root = ms[ms.len() - 1];
+        ms.iter().filter(|&&m| m != root).all(|&m| {
+            g.node(m).outputs.iter().all(|&v| {
+                !g.outputs().iter().any(|(_, o)| *o == v)
+                    && g.users(v).iter().all(|(u, _)| ms.contains(u))
+            })
+        })
+    };
+    let is_closed: BTreeMap<u32, bool> = members.iter().map(|(k, ms)| (*k, closed(ms))).collect();
+    let mut groups: Vec<Vec<NodeId>> = Vec::new();
     for &n in &order {
-        match g.node(n).group {
-            None => groups.push(vec![n]),
-            Some(k) if last_of.get(&n) == Some(&k) => {
-                slot.insert(k, groups.len());
-                groups.push(members[&k].clone());
+        match g.node(n).group.map(|k| (&members[&k], is_closed[&k])) {
+            Some((ms, true)) => {
+                if ms.last() == Some(&n) {
+                    groups.push(ms.clone());
+                }
             }
-            Some(_) => {}
+            _ => groups.push(vec![n]),
         }
     }
     let mut cx = Cx {
