@@ -690,6 +690,75 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
+    /// Drop expressions no statement reads (helpers such as the constants
+    /// `unary` prepares), renumbering the rest in order.
+    fn prune(&mut self) {
+        let n = self.exprs.len();
+        let mut live = vec![false; n];
+        let mut stack: Vec<ExprId> = self
+            .stmts
+            .iter()
+            .map(|s| match s {
+                Stmt::Reduce { expr, .. } | Stmt::Store { expr, .. } => *expr,
+            })
+            .collect();
+        while let Some(e) = stack.pop() {
+            if std::mem::replace(&mut live[e as usize], true) {
+                continue;
+            }
+            match &self.exprs[e as usize] {
+                Expr::Unary(_, a) => stack.push(*a),
+                Expr::Binary(_, a, b) => stack.extend([*a, *b]),
+                Expr::Select {
+                    a,
+                    b,
+                    on_true,
+                    on_false,
+                    ..
+                } => stack.extend([*a, *b, *on_true, *on_false]),
+                Expr::Load(_) | Expr::Const(_) | Expr::Scalar(_) => {}
+            }
+        }
+        let mut new_id = vec![0 as ExprId; n];
+        let mut kept = Vec::with_capacity(n);
+        for (i, e) in std::mem::take(&mut self.exprs).into_iter().enumerate() {
+            if live[i] {
+                new_id[i] = kept.len() as ExprId;
+                kept.push(e);
+            }
+        }
+        let m = |x: &mut ExprId| *x = new_id[*x as usize];
+        for e in kept.iter_mut() {
+            match e {
+                Expr::Unary(_, a) => m(a),
+                Expr::Binary(_, a, b) => {
+                    m(a);
+                    m(b)
+                }
+                Expr::Select {
+                    a,
+                    b,
+                    on_true,
+                    on_false,
+                    ..
+                } => {
+                    m(a);
+                    m(b);
+                    m(on_true);
+                    m(on_false)
+                }
+                Expr::Load(_) | Expr::Const(_) | Expr::Scalar(_) => {}
+            }
+        }
+        for s in self.stmts.iter_mut() {
+            match s {
+                Stmt::Reduce { expr, .. } | Stmt::Store { expr, .. } => m(expr),
+            }
+        }
+        self.exprs = kept;
+        self.dedup.clear();
+    }
+
     /// The kernel, with the last `inner_dims` iteration dims (all of them
     /// that merge when `None`) as its inner loop. Returns it with the value
     /// bound to each buffer.
@@ -701,6 +770,7 @@ impl<'g> Builder<'g> {
         if self.it.contains(&0) {
             return reject("empty iteration space");
         }
+        self.prune();
         let r = self.it.len();
         // Drop extent-1 dims: their index is always 0.
         let keep: Vec<usize> = (0..r).filter(|&d| self.it[d] != 1).collect();
