@@ -14,3 +14,5 @@ pub mod conformance;
 pub mod examples;
 pub mod init;
 pub mod npy;
+pub mod data;
+pub mod train;

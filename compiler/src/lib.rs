@@ -8,3 +8,4 @@
 pub mod codegen;
 pub mod onnx;
 pub mod passes;
+pub mod train;
