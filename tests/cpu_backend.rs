@@ -286,6 +286,24 @@ fn variadic_clip_cast_dropout() {
     );
 }
 
+/// `where(cmp(a, b), x, y)` and `cast(cmp(a, b))` to f32 (what gradient
+/// rules build for relu, max and the like) lower to selects, with the
+/// comparison broadcasting on its own.
+#[test]
+fn where_and_mask_of_a_comparison() {
+    for cmp in ["lt", "le", "gt", "ge", "eq"] {
+        for tail in [
+            "%w = where(%c, %x, %y)\n  %e = add(%w, %y)",
+            "%m = cast(%c) {to = f32}\n  %e = mul(%m, %y)",
+        ] {
+            let p = check_default(&format!(
+                "graph t {{\n  input %a: f32[17,33]\n  input %b: f32[33]\n  input %x: f32[17,1]\n  input %y: f32[17,33]\n  %r = relu(%a)\n  %q = relu(%b)\n  %c = {cmp}(%r, %q)\n  {tail}\n  output z = %e\n}}"
+            ));
+            assert_eq!(kinds(&p), ["kernel"], "{cmp}: {tail}");
+        }
+    }
+}
+
 /// Inference batch norm as an elementwise op (batch_norm after an input is
 /// not folded into a conv).
 #[test]

@@ -437,3 +437,4 @@ fn evaluate_and_save_round_trip() {
     assert_eq!((loss, acc), (loss2, acc2));
     std::fs::remove_dir_all(&dir).ok();
 }
+

@@ -316,6 +316,25 @@ impl<'g> Builder<'g> {
         let op = node.op.clone();
         // Elementwise ops: inputs at the broadcast map, then the expression.
         let mut args = Vec::with_capacity(ins.len());
+        // `where(cmp(a, b), x, y)` and `cast(cmp(a, b))` with the f32
+        // comparison in the group: a select (gradient rules build these).
+        if let Op::Where(_) = &op {
+            if let Some((k, a, b)) = self.compare(ins[0], out, m)? {
+                let xm = self.bcast(ins[1], out, m)?;
+                let x = self.gen(ins[1], &xm)?;
+                let ym = self.bcast(ins[2], out, m)?;
+                let y = self.gen(ins[2], &ym)?;
+                return Ok(self.sel(k, a, b, x, y));
+            }
+        }
+        if let Op::Cast(c) = &op {
+            if c.to == DType::F32 {
+                if let Some((k, a, b)) = self.compare(ins[0], out, m)? {
+                    let (one, zero) = (self.c(1.0), self.c(0.0));
+                    return Ok(self.sel(k, a, b, one, zero));
+                }
+            }
+        }
         let elementwise = matches!(
             op,
             Op::Unary(_) | Op::Binary(_) | Op::Variadic(_) | Op::Clip(_) | Op::BatchNorm(_)
@@ -485,6 +504,59 @@ impl<'g> Builder<'g> {
         let d = self.bin(KBinary::Sub, x, mean);
         let y = self.bin(KBinary::Mul, d, k);
         Ok(self.bin(KBinary::Add, y, bias))
+    }
+
+    /// The operands and comparison of a bool value `v` (at map `m` of an
+    /// output of shape `out`) computed in the group by an f32 `lt`/`le`/
+    /// `gt`/`ge`/`eq`; `None` for anything else.
+    fn compare(&mut self, v: ValueId, out: &[usize], m: &Map) -> R<Option<(KCmp, ExprId, ExprId)>> {
+        let Some(n) = self.internal(v) else {
+            return Ok(None);
+        };
+        let node = self.g.node(n);
+        let Op::Binary(bin) = &node.op else {
+            return Ok(None);
+        };
+        let k = match bin.kind {
+            BinaryKind::Lt => KCmp::Lt,
+            BinaryKind::Le => KCmp::Le,
+            BinaryKind::Gt => KCmp::Gt,
+            BinaryKind::Ge => KCmp::Ge,
+            BinaryKind::Eq => KCmp::Eq,
+            _ => return Ok(None),
+        };
+        let (l, r) = (node.inputs[0], node.inputs[1]);
+        let Some(cs) = self.g.value(v).ty.shape.concrete() else {
+            return Ok(None);
+        };
+        if self.g.value(l).ty.dtype != DType::F32 || self.g.value(r).ty.dtype != DType::F32 {
+            return Ok(None);
+        }
+        // The comparison's own broadcast: bool shape `cs` inside `out`.
+        let s = cs.len();
+        if s > out.len() {
+            return Ok(None);
+        }
+        let lead = out.len() - s;
+        let mut cm = Map {
+            it: m.it,
+            off: Vec::with_capacity(s),
+            coef: Vec::with_capacity(s),
+        };
+        for (j, &d) in cs.iter().enumerate() {
+            if d == 1 && out[lead + j] != 1 {
+                cm.off.push(0);
+                cm.coef.push(m.zero_row());
+            } else {
+                cm.off.push(m.off[lead + j]);
+                cm.coef.push(m.coef[lead + j].clone());
+            }
+        }
+        let lm = self.bcast(l, &cs, &cm)?;
+        let a = self.gen(l, &lm)?;
+        let rm = self.bcast(r, &cs, &cm)?;
+        let b = self.gen(r, &rm)?;
+        Ok(Some((k, a, b)))
     }
 
     fn elementwise(&mut self, op: &Op, a: &[ExprId]) -> R<ExprId> {
