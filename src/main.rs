@@ -58,6 +58,10 @@ enum Cmd {
         /// the sum of all tensor sizes, and the steps by kind.
         #[arg(long)]
         stats: bool,
+        /// Weights (safetensors) to use instead of the file beside a `.kir`
+        /// model, e.g. from `kiln train --save`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
     /// Optimise a model and print its canonical IR.
     #[command(
@@ -167,6 +171,106 @@ enum Cmd {
         #[arg(long = "input", value_name = "NAME=FILE")]
         inputs: Vec<String>,
     },
+    /// Train a model: forward, backward and the optimizer's update compiled
+    /// into one graph, run on the CPU backend.
+    #[command(
+        after_help = "Data: a CSV (one sample per row, the label in the last column unless --labels-col says otherwise) or x.npy with --labels y.npy.\n\nExamples:\n  kiln data spiral -o spiral.csv\n  kiln train examples/spiral/mlp.kir --data spiral.csv --epochs 300 --batch 60 --lr 0.02 --l2 1e-3 --save mlp.safetensors\n  kiln train examples/digits/mlp.kir --data examples/digits/train.csv --test examples/digits/test.csv --epochs 30\n  kiln train examples/models/mlp.kir --bench 50 --batch 64 --threads 1"
+    )]
+    Train(Box<TrainArgs>),
+    /// Generate a dataset.
+    #[command(after_help = "Example:\n  kiln data spiral -o spiral.csv --seed 0")]
+    Data {
+        /// Which dataset: spiral (the CS231n 3-arm spiral).
+        kind: String,
+        /// Write the CSV here (features, then the label).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Points per class.
+        #[arg(long, default_value_t = 100)]
+        per_class: usize,
+        /// Number of classes (arms).
+        #[arg(long, default_value_t = 3)]
+        classes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// A `.kir` model whose output (`logits`, else the first) is trained.
+    model: PathBuf,
+    /// Training data: `.csv` or `.npy`.
+    #[arg(long, required_unless_present = "bench")]
+    data: Option<PathBuf>,
+    /// Labels for `.npy` data: an integer `.npy` with one class per sample.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The CSV column holding the label (0-based; negative counts from the end).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    labels_col: i64,
+    /// Held-out data (CSV, or .npy with --test-labels), evaluated after training.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    #[arg(long)]
+    test_labels: Option<PathBuf>,
+    /// cross_entropy, mse, l1, hinge, squared_hinge or bce_with_logits.
+    #[arg(long, default_value = "cross_entropy")]
+    loss: String,
+    /// sgd, momentum, nesterov, adagrad, rmsprop or adam.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Momentum μ (momentum, nesterov).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Weight decay λ (added to the gradient; see --decoupled).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Decoupled weight decay (AdamW): p ← p − lr·λ·p beside the update.
+    #[arg(long)]
+    decoupled: bool,
+    /// Clip the gradients' global L2 norm to this.
+    #[arg(long)]
+    clip_norm: Option<f64>,
+    /// constant, step:EVERY:GAMMA, exp:GAMMA or cosine:TOTAL[:MIN_LR] (in steps).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// L1 penalty on the weights (params of rank ≥ 2), added to the loss.
+    #[arg(long, default_value_t = 0.0)]
+    l1: f64,
+    /// L2 penalty λ·Σw² on the weights, added to the loss.
+    #[arg(long, default_value_t = 0.0)]
+    l2: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Seeds the shuffle and, for fresh weights, the initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Starting weights (default: the .safetensors beside the model, else fresh ones).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Start from fresh seeded weights even if the model has some.
+    #[arg(long)]
+    init: bool,
+    /// Write the trained weights (safetensors), for `kiln run --weights`.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+    /// Time this many training steps on random data (after 5 warm-up steps)
+    /// instead of training; prints the median step time.
+    #[arg(long, value_name = "STEPS")]
+    bench: Option<usize>,
+    /// With --bench: print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -221,10 +325,16 @@ fn real_main() -> Result<()> {
             dims,
             output_dir,
             stats,
+            weights,
         } => {
             let mut given = read_inputs(&inputs)?;
             let m = if is_onnx(&model) {
+                if weights.is_some() {
+                    bail!("--weights goes with a .kir model (an ONNX file carries its own)");
+                }
                 load_onnx_with_inputs(&model, &dims, &mut given)?
+            } else if let Some(w) = &weights {
+                load_kir_with_weights(&model, w)?
             } else {
                 Model::load_kir(&model)?
             };
@@ -298,6 +408,28 @@ fn real_main() -> Result<()> {
                 profile,
             };
             bench(&model, &opts, json, &inputs, &dims)
+        }
+        Cmd::Train(a) => train(*a),
+        Cmd::Data {
+            kind,
+            output,
+            per_class,
+            classes,
+            seed,
+        } => {
+            if kind != "spiral" {
+                bail!("no dataset `{kind}` (have: spiral)");
+            }
+            let ds = kiln::data::spiral(per_class, classes, seed);
+            std::fs::write(&output, ds.to_csv())
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "wrote {} ({} samples, {} classes, seed {seed})",
+                output.display(),
+                ds.len(),
+                classes
+            );
+            Ok(())
         }
     }
 }
@@ -737,4 +869,243 @@ fn opt(path: &Path, a: OptArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A `.kir` model with its starting weights for `kiln train`: `--weights`,
+/// else the safetensors beside it, else fresh ones from `seed`.
+fn load_for_training(a: &TrainArgs) -> Result<(Model, String)> {
+    let src = std::fs::read_to_string(&a.model)
+        .with_context(|| format!("reading {}", a.model.display()))?;
+    let graph = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", a.model.display()))?;
+    let beside = ir::model::weights_path(&a.model);
+    let from = if a.init {
+        None
+    } else if let Some(w) = &a.weights {
+        Some(w.clone())
+    } else if beside.exists() && !graph.params().is_empty() {
+        Some(beside)
+    } else {
+        None
+    };
+    let (weights, how) = match from {
+        Some(p) => {
+            let w = ir::Weights::load(&p)?;
+            w.check(&graph, &p.display().to_string())
+                .map_err(|es| anyhow!("{}", es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+            (w, format!("weights from {}", p.display()))
+        }
+        None => {
+            let mut bound = graph.clone();
+            let dims = bound.symbols().into_iter().map(|s| (s, 1)).collect();
+            bound.bind_dims(&dims)?;
+            let w = kiln::init::init_weights(&bound, a.seed).map_err(|e| anyhow!(e))?;
+            (w, format!("fresh weights (seed {})", a.seed))
+        }
+    };
+    Ok((Model { graph, weights }, how))
+}
+
+fn load_dataset(data: &Path, labels: Option<&Path>, col: i64) -> Result<kiln::data::Dataset> {
+    let npy = data.extension().is_some_and(|e| e == "npy");
+    match (npy, labels) {
+        (true, Some(l)) => kiln::data::Dataset::load_npy(data, l),
+        (true, None) => bail!("{}: .npy data needs --labels y.npy", data.display()),
+        (false, Some(_)) => bail!("--labels goes with .npy data; a CSV carries its labels in a column"),
+        (false, None) => kiln::data::Dataset::load_csv(data, col),
+    }
+}
+
+fn train_spec(a: &TrainArgs) -> Result<kiln::compiler::train::TrainSpec> {
+    use kiln::compiler::train::{Loss, OptKind, Optimizer, Regularizer, Schedule, TrainSpec};
+    let loss = Loss::from_name(&a.loss)
+        .ok_or_else(|| anyhow!("--loss {}: expected one of {}", a.loss, Loss::NAMES.join(", ")))?;
+    let mut kind = OptKind::from_name(&a.optimizer).ok_or_else(|| {
+        anyhow!(
+            "--optimizer {}: expected one of {}",
+            a.optimizer,
+            OptKind::NAMES.join(", ")
+        )
+    })?;
+    if let Some(mu) = a.momentum {
+        match &mut kind {
+            OptKind::Momentum { mu: m } | OptKind::Nesterov { mu: m } => *m = mu,
+            _ => bail!("--momentum goes with --optimizer momentum or nesterov"),
+        }
+    }
+    let mut opt = Optimizer::new(kind, a.lr);
+    opt.schedule = Schedule::parse(&a.schedule).map_err(|e| anyhow!("--schedule: {e}"))?;
+    opt.weight_decay = a.weight_decay;
+    opt.decoupled_decay = a.decoupled || a.optimizer == "adamw";
+    opt.clip_norm = a.clip_norm;
+    Ok(TrainSpec {
+        loss,
+        regularizer: Regularizer { l1: a.l1, l2: a.l2 },
+        optimizer: opt,
+        output: None,
+        batch: a.batch,
+    })
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let (model, how) = load_for_training(&a)?;
+    let spec = train_spec(&a)?;
+    let opts = kiln::train::TrainOptions {
+        backend: a.backend.into(),
+        threads: a.threads,
+    };
+    if let Some(steps) = a.bench {
+        return train_bench(&model, spec, &opts, steps.max(1), a.json);
+    }
+    let data = a.data.as_deref().ok_or_else(|| anyhow!("--data is required"))?;
+    let ds = load_dataset(data, a.labels.as_deref(), a.labels_col)?;
+    let test = match &a.test {
+        Some(t) => Some(load_dataset(t, a.test_labels.as_deref(), a.labels_col)?),
+        None => None,
+    };
+    let mut spec = spec;
+    spec.batch = spec.batch.min(ds.len());
+    let t0 = Instant::now();
+    let mut tr = kiln::train::Trainer::new(&model, spec, &opts)?;
+    if ds.classes() > tr.classes() {
+        bail!(
+            "{}: labels go up to {}, but the model has {} outputs",
+            data.display(),
+            ds.classes() - 1,
+            tr.classes()
+        );
+    }
+    println!(
+        "kiln train: {} ({how}), {} samples, batch {}, {} steps/epoch, {} {} lr {}{}; prepared in {:.0} ms",
+        a.model.display(),
+        ds.len(),
+        tr.batch(),
+        ds.len() / tr.batch(),
+        a.optimizer,
+        a.loss,
+        a.lr,
+        if a.schedule == "constant" { String::new() } else { format!(" ({})", a.schedule) },
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    if let Some(p) = tr.program() {
+        println!("  training step: {} nodes; steps: {}", p.graph.node_count(), p.summary());
+    }
+    let per_epoch = (ds.len() / tr.batch()) as u64;
+    let bar = indicatif::ProgressBar::new(per_epoch * a.epochs as u64);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps, loss {msg} [{elapsed}<{eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // At most about 30 epoch lines.
+    let every = a.epochs.div_ceil(30).max(1);
+    let t1 = Instant::now();
+    let stats = kiln::train::fit(
+        &mut tr,
+        &ds,
+        a.epochs,
+        a.seed,
+        |s| {
+            bar.set_message(format!("{:.4}", s.loss));
+            bar.inc(1);
+        },
+        |e| {
+            if e.epoch % every == 0 || e.epoch == 1 || e.epoch == a.epochs {
+                bar.suspend(|| {
+                    println!(
+                        "epoch {:>3}: loss {:.4}  accuracy {:.2}%  lr {:.3e}",
+                        e.epoch,
+                        e.loss,
+                        100.0 * e.accuracy,
+                        e.lr
+                    )
+                })
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = t1.elapsed().as_secs_f64();
+    let steps = tr.steps().max(1);
+    println!(
+        "trained {} epochs ({} steps) in {:.2} s ({:.3} ms/step)",
+        stats.len(),
+        tr.steps(),
+        secs,
+        secs * 1e3 / steps as f64
+    );
+    let (loss, acc) = tr.evaluate(&ds)?;
+    println!("train: loss {loss:.4}  accuracy {:.2}%", 100.0 * acc);
+    if let Some(t) = &test {
+        let (loss, acc) = tr.evaluate(t)?;
+        println!("test:  loss {loss:.4}  accuracy {:.2}% ({} samples)", 100.0 * acc, t.len());
+    }
+    if let Some(p) = &a.save {
+        tr.save(p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `kiln train --bench`: the median time of one training step on random data.
+fn train_bench(
+    model: &Model,
+    spec: kiln::compiler::train::TrainSpec,
+    opts: &kiln::train::TrainOptions,
+    steps: usize,
+    json: bool,
+) -> Result<()> {
+    let batch = spec.batch;
+    let opt_name = format!("{:?}", spec.optimizer.kind);
+    let t0 = Instant::now();
+    let mut tr = kiln::train::Trainer::new(model, spec, opts)?;
+    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut dims = vec![batch];
+    dims.extend_from_slice(tr.sample_dims());
+    let ty = ir::TensorType::concrete(ir::DType::F32, &dims);
+    let x = kiln::init::uniform("x", 0, &ty, -1.0, 1.0).map_err(|e| anyhow!(e))?;
+    let labels: Vec<usize> = (0..batch).map(|i| i % tr.classes()).collect();
+    let t = kiln::data::one_hot(&labels, tr.classes())?;
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..steps + 5 {
+        let (xi, ti) = (x.clone(), t.clone());
+        let s = Instant::now();
+        tr.step(xi, ti)?;
+        if i >= 5 {
+            times.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let summary = tr.program().map(|p| p.summary()).unwrap_or_default();
+    if json {
+        println!(
+            "{{\"median_ms\": {median:.4}, \"min_ms\": {min:.4}, \"steps\": {steps}, \"batch\": {batch}, \"compile_ms\": {compile_ms:.1}, \"plan\": \"{summary}\"}}"
+        );
+    } else {
+        println!("training step of {} (batch {batch}, {opt_name}):", model.graph.name);
+        println!("  median {median:.3} ms, min {min:.3} ms over {steps} steps; prepared in {compile_ms:.0} ms");
+        println!("  steps: {summary}");
+    }
+    Ok(())
+}
+
+/// A `.kir` model with its weights from `weights` instead of the file beside it.
+fn load_kir_with_weights(model: &Path, weights: &Path) -> Result<Model> {
+    let src =
+        std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
+    let graph = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?;
+    let w = ir::Weights::load(weights)?;
+    w.check(&graph, &weights.display().to_string()).map_err(|es| {
+        anyhow!(
+            "{}",
+            es.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    Ok(Model { graph, weights: w })
 }
