@@ -370,24 +370,30 @@ fn adam_update_is_fused() {
     );
 }
 
-fn spiral_spec(batch: usize, lr: f64) -> TrainSpec {
+fn spiral_spec(batch: usize, lr: f64, l2: f64) -> TrainSpec {
     TrainSpec {
         loss: Loss::CrossEntropy,
-        regularizer: Regularizer { l1: 0.0, l2: 1e-3 },
+        regularizer: Regularizer { l1: 0.0, l2 },
         optimizer: Optimizer::new(OptKind::from_name("adam").unwrap(), lr),
         output: None,
         batch,
     }
 }
 
-/// The notes' spiral: a 2-layer ReLU net (hidden 100) reaches ≥ 98%
-/// training accuracy; a linear softmax classifier stays near 50%.
+fn example(path: &str, seed: u64) -> Model {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    init_model(&std::fs::read_to_string(p).unwrap(), seed)
+}
+
+/// The notes' spiral (the README's settings): a 2-layer ReLU net (hidden
+/// 100) reaches ≥ 98% training accuracy (99.3% measured); a linear softmax
+/// classifier stays near 50% (50.7% measured).
 #[test]
 fn spiral_two_layer_net_reaches_98_percent() {
     let ds = spiral(100, 3, 0);
     let mut tr = Trainer::new(
-        &init_model(MLP, 0),
-        spiral_spec(60, 0.02),
+        &example("examples/spiral/mlp.kir", 0),
+        spiral_spec(60, 0.01, 1e-4),
         &TrainOptions::default(),
     )
     .unwrap();
@@ -395,23 +401,52 @@ fn spiral_two_layer_net_reaches_98_percent() {
     let (loss, acc) = tr.evaluate(&ds).unwrap();
     assert!(acc >= 0.98, "accuracy {acc}, loss {loss}");
 
-    let linear = "graph linear {\n  input %x: f32[N,2]\n  param %w: f32[2,3]\n  param %b: f32[3]\n  %0 = matmul(%x, %w)\n  %1 = add(%0, %b)\n  output logits = %1\n}\n";
     let mut tr = Trainer::new(
-        &init_model(linear, 0),
-        spiral_spec(60, 0.05),
+        &example("examples/spiral/linear.kir", 0),
+        spiral_spec(60, 0.05, 1e-3),
         &TrainOptions::default(),
     )
     .unwrap();
-    fit(&mut tr, &ds, 100, 0, |_| {}, |_| {}).unwrap();
+    fit(&mut tr, &ds, 200, 0, |_| {}, |_| {}).unwrap();
     let (_, acc) = tr.evaluate(&ds).unwrap();
-    assert!((0.4..0.65).contains(&acc), "linear accuracy {acc}");
+    assert!((0.4..0.62).contains(&acc), "linear accuracy {acc}");
+}
+
+fn digits(file: &str) -> Dataset {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/digits")
+        .join(file);
+    Dataset::load_csv(&p, -1).unwrap()
+}
+
+/// The 8x8 digits (1,437 train / 360 test, fixed split): the README's MLP
+/// and CNN runs, asserted with a margin below the measured test accuracy
+/// (MLP 98.3%, CNN 97.8%; 98.1–98.9% and 97.2–98.6% over seeds 0–2).
+#[test]
+fn digits_test_accuracy() {
+    let (train, test) = (digits("train.csv"), digits("test.csv"));
+    assert_eq!((train.len(), test.len(), train.features), (1437, 360, 64));
+    for (model, epochs, lr, floor) in [
+        ("examples/digits/mlp.kir", 30, 0.003, 0.96),
+        ("examples/digits/cnn.kir", 30, 0.005, 0.95),
+    ] {
+        let mut tr = Trainer::new(
+            &example(model, 0),
+            spiral_spec(32, lr, 0.0),
+            &TrainOptions::default(),
+        )
+        .unwrap();
+        fit(&mut tr, &train, epochs, 0, |_| {}, |_| {}).unwrap();
+        let (_, acc) = tr.evaluate(&test).unwrap();
+        assert!(acc >= floor, "{model}: test accuracy {acc}");
+    }
 }
 
 #[test]
 fn evaluate_and_save_round_trip() {
     let ds: Dataset = spiral(20, 3, 5);
     let model = init_model(MLP, 3);
-    let mut tr = Trainer::new(&model, spiral_spec(16, 0.01), &TrainOptions::default()).unwrap();
+    let mut tr = Trainer::new(&model, spiral_spec(16, 0.01, 0.0), &TrainOptions::default()).unwrap();
     fit(&mut tr, &ds, 2, 1, |_| {}, |_| {}).unwrap();
     // 60 samples in batches of 16: the last evaluation batch has 12.
     let (loss, acc) = tr.evaluate(&ds).unwrap();
@@ -429,7 +464,7 @@ fn evaluate_and_save_round_trip() {
             graph: model.graph.clone(),
             weights: w,
         },
-        spiral_spec(16, 0.01),
+        spiral_spec(16, 0.01, 0.0),
         &TrainOptions::default(),
     )
     .unwrap();
