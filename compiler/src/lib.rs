@@ -8,3 +8,5 @@
 pub mod codegen;
 pub mod onnx;
 pub mod passes;
+// Loss and regulariser builders for training steps (issue 7).
+pub mod losses;
