@@ -81,6 +81,65 @@ fn hinge_loss_cs7643_2_9_and_derived_columns() {
     );
 }
 
+/// The same seed vectors through the `hinge_loss` op (scores [N, C], integer
+/// labels): 695.45; the CS7643 table's columns as rows give 2.9, 0 and 12.9,
+/// mean 15.8 / 3; squared hinge squares each term.
+#[test]
+fn hinge_loss_op_seed_vectors() {
+    check(
+        "graph h {
+  %s = constant() {value = tensor<f64[1,3]>[-96.8, 437.9, 61.95]}
+  %y = constant() {value = tensor<i64[1]>[0]}
+  %l = hinge_loss(%s, %y)
+  output loss = %l
+}",
+        &[("loss", &[], &[695.45])],
+        1e-9,
+    );
+    check(
+        "graph h {
+  %s = constant() {value = tensor<f64[3,3]>[3.2, 5.1, -1.7, 1.3, 4.9, 2.0, 2.2, 2.5, -3.1]}
+  %y = constant() {value = tensor<i64[3]>[0, 1, 2]}
+  %each = hinge_loss(%s, %y) {reduction = \"none\"}
+  %mean = hinge_loss(%s, %y)
+  %sq = squared_hinge_loss(%s, %y) {reduction = \"none\"}
+  output each = %each
+  output mean = %mean
+  output sq = %sq
+}",
+        &[
+            ("each", &[3], &[2.9, 0.0, 12.9]),
+            ("mean", &[], &[15.8 / 3.0]),
+            ("sq", &[3], &[2.9 * 2.9, 0.0, 6.3 * 6.3 + 6.6 * 6.6]),
+        ],
+        1e-9,
+    );
+}
+
+/// Seed 7.1 #3 and #4 through `soft_cross_entropy`: the cat column with a
+/// one-hot target gives −ln 0.129983 = 2.0404; all-zero scores over C = 10
+/// give ln 10 whatever the target distribution.
+#[test]
+fn soft_cross_entropy_seed_vectors() {
+    check(
+        "graph s {
+  %z = constant() {value = tensor<f32[1,3]>[3.2, 5.1, -1.7]}
+  %p = constant() {value = tensor<f32[1,3]>[1.0, 0.0, 0.0]}
+  %l = soft_cross_entropy(%z, %p)
+  %z0 = constant() {value = tensor<f32[1,10]>[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}
+  %p0 = constant() {value = tensor<f32[1,10]>[0.5, 0.5, 0, 0, 0, 0, 0, 0, 0, 0]}
+  %l0 = soft_cross_entropy(%z0, %p0)
+  output loss = %l
+  output init = %l0
+}",
+        &[
+            ("loss", &[], &[2.0404]),
+            ("init", &[], &[std::f64::consts::LN_10]),
+        ],
+        1e-4,
+    );
+}
+
 #[test]
 fn softmax_cross_entropy_0_13_0_87() {
     let src = "graph sm {

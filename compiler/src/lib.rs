@@ -8,4 +8,6 @@
 pub mod codegen;
 pub mod onnx;
 pub mod passes;
+// Loss and regulariser builders for training steps (issue 7).
+pub mod losses;
 pub mod train;

@@ -632,7 +632,117 @@ fn cases(rng: &mut Rng) -> Vec<(String, Case)> {
         "dropout (inference)".into(),
         unary_case("dropout", " {ratio = 0.3}", &[3, 4], -1.0, 1.0),
     ));
+    training_cases(rng, &mut v);
     v
+}
+
+/// The training losses, regularisers, batch_norm_train and the seeded
+/// random ops (issue 7, part 2).
+fn training_cases(rng: &mut Rng, v: &mut Vec<(String, Case)>) {
+    // Multiclass hinge: random [N, C], random labels, every reduction.
+    for (op, attrs) in [
+        ("hinge_loss", ""),
+        ("hinge_loss", " {margin = 0.5, reduction = \"sum\"}"),
+        ("hinge_loss", " {reduction = \"none\"}"),
+        ("squared_hinge_loss", ""),
+        ("squared_hinge_loss", " {margin = 2, reduction = \"none\"}"),
+    ] {
+        let (n, c) = (rng.int(1, 4), rng.int(2, 5));
+        let labels: Vec<i64> = (0..n).map(|_| rng.int(0, c - 1) as i64).collect();
+        v.push((
+            format!("{op}{attrs} [{n},{c}]"),
+            case(format!(
+                "input %s: f64[{n},{c}]\n  input %t: i64[{n}]\n  %y = {op}(%s, %t){attrs}\n  output y = %y"
+            ))
+            .fixed("t", i64_tensor(&[n], labels)),
+        ));
+    }
+    // Elementwise losses on random shapes (rank 0 included).
+    for op in ["bce_with_logits", "mse_loss", "l1_loss"] {
+        for red in ["mean", "sum", "none"] {
+            let d = rand_dims(rng, 0, 3);
+            v.push((
+                format!("{op} {red} {d:?}"),
+                case(format!(
+                    "input %a: f64[{0}]\n  input %b: f64[{0}]\n  %y = {op}(%a, %b) {{reduction = \"{red}\"}}\n  output y = %y",
+                    dims_str(&d)
+                )),
+            ));
+        }
+    }
+    // KL divergence: positive targets (ln t), or log targets.
+    for (red, lt) in [
+        ("mean", 0),
+        ("batchmean", 0),
+        ("none", 0),
+        ("sum", 1),
+        ("batchmean", 1),
+    ] {
+        let d = rand_dims(rng, 1, 3);
+        let (lo, hi) = if lt == 0 { (0.2, 1.5) } else { (-2.0, 1.0) };
+        v.push((
+            format!("kl_div {red} log_target {lt} {d:?}"),
+            case(format!(
+                "input %x: f64[{0}]\n  input %p: f64[{0}]\n  %y = kl_div(%x, %p) {{reduction = \"{red}\", log_target = {lt}}}\n  output y = %y",
+                dims_str(&d)
+            ))
+            .range(lo, hi),
+        ));
+    }
+    for (d, red) in [
+        (vec![rng.int(1, 4), rng.int(2, 5)], "mean"),
+        (vec![rng.int(1, 3), rng.int(2, 4), rng.int(1, 3)], "none"),
+        (vec![rng.int(1, 3), rng.int(2, 4), 2, 2], "sum"),
+    ] {
+        v.push((
+            format!("soft_cross_entropy {red} {d:?}"),
+            case(format!(
+                "input %x: f64[{0}]\n  input %p: f64[{0}]\n  %y = soft_cross_entropy(%x, %p) {{reduction = \"{red}\"}}\n  output y = %y",
+                dims_str(&d)
+            )),
+        ));
+    }
+    for op in ["l1_norm", "l2_norm_sq"] {
+        let d = rand_dims(rng, 0, 3);
+        v.push((format!("{op} {d:?}"), unary_case(op, "", &d, -2.0, 2.0)));
+    }
+    v.push((
+        "elastic net (0.3 l1 + 0.7 l2)".into(),
+        case("input %w: f64[3,4]\n  %a = l1_norm(%w)\n  %b = l2_norm_sq(%w)\n  %ka = constant() {value = tensor<f64[]>[0.3]}\n  %kb = constant() {value = tensor<f64[]>[0.7]}\n  %c = mul(%a, %ka)\n  %d = mul(%b, %kb)\n  %y = add(%c, %d)\n  output y = %y"),
+    ));
+    // Batch norm with batch statistics: y alone, then y with both running
+    // statistics folded in, so every output's gradient reaches the inputs.
+    for x in ["2,3,2,2", "5,2", "3,2,4"] {
+        let c: usize = x.split(',').nth(1).unwrap().parse().unwrap();
+        v.push((
+            format!("batch_norm_train x[{x}]"),
+            case(format!("input %x: f64[{x}]\n  input %s: f64[{c}]\n  input %b: f64[{c}]\n  input %m: f64[{c}]\n  input %v: f64[{c}]\n  %y, %rm, %rv = batch_norm_train(%x, %s, %b, %m, %v) {{epsilon = 0.01, momentum = 0.2}}\n  output y = %y")),
+        ));
+    }
+    v.push((
+        "batch_norm_train (running statistics used)".into(),
+        case("input %x: f64[2,3,2,2]\n  input %s: f64[3]\n  input %b: f64[3]\n  input %m: f64[3]\n  input %v: f64[3]\n  %y, %rm, %rv = batch_norm_train(%x, %s, %b, %m, %v) {epsilon = 0.001, momentum = 0.3}\n  %t = mul(%rm, %rv)\n  %u = reshape(%t) {shape = [1, 3, 1, 1]}\n  %z = add(%y, %u)\n  output y = %z"),
+    ));
+    // Seeded random ops: the seed is fixed, so the mask is too.
+    let seed = Tensor::from_i64(
+        DType::I64,
+        ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), 1234),
+    );
+    v.push((
+        "dropout_train".into(),
+        case("input %x: f64[4,5]\n  input %s: i64[]\n  %y, %m = dropout_train(%x, %s) {ratio = 0.4}\n  output y = %y")
+            .fixed("s", seed.clone()),
+    ));
+    v.push((
+        "dropout_train (mask used too)".into(),
+        case("input %x: f64[3,3]\n  input %s: i64[]\n  %y, %m = dropout_train(%x, %s) {ratio = 0.5}\n  %z = add(%y, %m)\n  %w = mul(%z, %x)\n  output y = %w")
+            .fixed("s", seed.clone()),
+    ));
+    v.push((
+        "random_uniform_like".into(),
+        case("input %x: f64[2,3]\n  input %s: i64[]\n  %u = random_uniform_like(%x, %s) {low = -1, high = 2}\n  %y = mul(%x, %u)\n  output y = %y")
+            .fixed("s", seed),
+    ));
 }
 
 #[test]

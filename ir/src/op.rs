@@ -331,4 +331,12 @@ declare_ops! {
     DeformConv(DeformConv),
     PoolGrad(crate::ops::grad_ops::PoolGrad),
     NllLossGrad(crate::ops::grad_ops::NllLossGrad),
+    HingeLoss(crate::ops::loss_more::HingeLoss),
+    PairLoss(crate::ops::loss_more::PairLoss),
+    KlDiv(crate::ops::loss_more::KlDiv),
+    SoftCrossEntropy(crate::ops::loss_more::SoftCrossEntropy),
+    NormPenalty(crate::ops::loss_more::NormPenalty),
+    BatchNormTrain(crate::ops::norm_train::BatchNormTrain),
+    DropoutTrain(crate::ops::norm_train::DropoutTrain),
+    RandomUniformLike(crate::ops::norm_train::RandomUniformLike),
 }

@@ -29,6 +29,9 @@ pub mod roi;
 pub mod signal;
 // Gradient-rule support ops (autodiff, issue 7).
 pub mod grad_ops;
+// Training losses, regularisers, batch_norm_train, dropout_train (issue 7).
+pub mod loss_more;
+pub mod norm_train;
 
 use crate::dtype::DType;
 use crate::op::{dtype_err, shape_err, OpResult};
