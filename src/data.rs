@@ -92,10 +92,7 @@ impl Dataset {
                         .find(|(_, c)| c.parse::<f64>().is_err())
                         .map(|(i, c)| (i + 1, *c))
                         .unwrap_or((0, ""));
-                    bail!(
-                        "{origin}:{}: column {col}: `{bad}` is not a number",
-                        ln + 1
-                    );
+                    bail!("{origin}:{}: column {col}: `{bad}` is not a number", ln + 1);
                 }
             };
             let n = nums.len();
@@ -148,8 +145,8 @@ impl Dataset {
     }
 
     pub fn load_csv(path: &Path, label_col: i64) -> Result<Dataset> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Dataset::from_csv(&text, label_col, &path.display().to_string())
     }
 

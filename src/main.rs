@@ -890,8 +890,15 @@ fn load_for_training(a: &TrainArgs) -> Result<(Model, String)> {
     let (weights, how) = match from {
         Some(p) => {
             let w = ir::Weights::load(&p)?;
-            w.check(&graph, &p.display().to_string())
-                .map_err(|es| anyhow!("{}", es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+            w.check(&graph, &p.display().to_string()).map_err(|es| {
+                anyhow!(
+                    "{}",
+                    es.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
             (w, format!("weights from {}", p.display()))
         }
         None => {
@@ -910,15 +917,22 @@ fn load_dataset(data: &Path, labels: Option<&Path>, col: i64) -> Result<kiln::da
     match (npy, labels) {
         (true, Some(l)) => kiln::data::Dataset::load_npy(data, l),
         (true, None) => bail!("{}: .npy data needs --labels y.npy", data.display()),
-        (false, Some(_)) => bail!("--labels goes with .npy data; a CSV carries its labels in a column"),
+        (false, Some(_)) => {
+            bail!("--labels goes with .npy data; a CSV carries its labels in a column")
+        }
         (false, None) => kiln::data::Dataset::load_csv(data, col),
     }
 }
 
 fn train_spec(a: &TrainArgs) -> Result<kiln::compiler::train::TrainSpec> {
     use kiln::compiler::train::{Loss, OptKind, Optimizer, Regularizer, Schedule, TrainSpec};
-    let loss = Loss::from_name(&a.loss)
-        .ok_or_else(|| anyhow!("--loss {}: expected one of {}", a.loss, Loss::NAMES.join(", ")))?;
+    let loss = Loss::from_name(&a.loss).ok_or_else(|| {
+        anyhow!(
+            "--loss {}: expected one of {}",
+            a.loss,
+            Loss::NAMES.join(", ")
+        )
+    })?;
     let mut kind = OptKind::from_name(&a.optimizer).ok_or_else(|| {
         anyhow!(
             "--optimizer {}: expected one of {}",
@@ -957,7 +971,10 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(steps) = a.bench {
         return train_bench(&model, spec, &opts, steps.max(1), a.json);
     }
-    let data = a.data.as_deref().ok_or_else(|| anyhow!("--data is required"))?;
+    let data = a
+        .data
+        .as_deref()
+        .ok_or_else(|| anyhow!("--data is required"))?;
     let ds = load_dataset(data, a.labels.as_deref(), a.labels_col)?;
     let test = match &a.test {
         Some(t) => Some(load_dataset(t, a.test_labels.as_deref(), a.labels_col)?),
@@ -988,7 +1005,11 @@ fn train(a: TrainArgs) -> Result<()> {
         t0.elapsed().as_secs_f64() * 1e3
     );
     if let Some(p) = tr.program() {
-        println!("  training step: {} nodes; steps: {}", p.graph.node_count(), p.summary());
+        println!(
+            "  training step: {} nodes; steps: {}",
+            p.graph.node_count(),
+            p.summary()
+        );
     }
     let per_epoch = (ds.len() / tr.batch()) as u64;
     let bar = indicatif::ProgressBar::new(per_epoch * a.epochs as u64);
@@ -996,8 +1017,10 @@ fn train(a: TrainArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps, loss {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps, loss {msg} [{elapsed}<{eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     // At most about 30 epoch lines.
     let every = a.epochs.div_ceil(30).max(1);
@@ -1039,7 +1062,11 @@ fn train(a: TrainArgs) -> Result<()> {
     println!("train: loss {loss:.4}  accuracy {:.2}%", 100.0 * acc);
     if let Some(t) = &test {
         let (loss, acc) = tr.evaluate(t)?;
-        println!("test:  loss {loss:.4}  accuracy {:.2}% ({} samples)", 100.0 * acc, t.len());
+        println!(
+            "test:  loss {loss:.4}  accuracy {:.2}% ({} samples)",
+            100.0 * acc,
+            t.len()
+        );
     }
     if let Some(p) = &a.save {
         tr.save(p)?;
@@ -1085,7 +1112,10 @@ fn train_bench(
             "{{\"median_ms\": {median:.4}, \"min_ms\": {min:.4}, \"steps\": {steps}, \"batch\": {batch}, \"compile_ms\": {compile_ms:.1}, \"plan\": \"{summary}\"}}"
         );
     } else {
-        println!("training step of {} (batch {batch}, {opt_name}):", model.graph.name);
+        println!(
+            "training step of {} (batch {batch}, {opt_name}):",
+            model.graph.name
+        );
         println!("  median {median:.3} ms, min {min:.3} ms over {steps} steps; prepared in {compile_ms:.0} ms");
         println!("  steps: {summary}");
     }
@@ -1098,14 +1128,15 @@ fn load_kir_with_weights(model: &Path, weights: &Path) -> Result<Model> {
         std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
     let graph = ir::parse(&src).map_err(|e| anyhow!("{}:{e}", model.display()))?;
     let w = ir::Weights::load(weights)?;
-    w.check(&graph, &weights.display().to_string()).map_err(|es| {
-        anyhow!(
-            "{}",
-            es.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    w.check(&graph, &weights.display().to_string())
+        .map_err(|es| {
+            anyhow!(
+                "{}",
+                es.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
     Ok(Model { graph, weights: w })
 }

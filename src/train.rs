@@ -43,7 +43,7 @@ impl Default for TrainOptions {
 
 enum Engine {
     Cpu(Box<Executor>),
-    Ref(Graph, Weights),
+    Ref(Box<(Graph, Weights)>),
 }
 
 impl Engine {
@@ -51,7 +51,7 @@ impl Engine {
     fn new(mut g: Graph, frozen: Weights, opts: &TrainOptions) -> Result<Engine> {
         let mut weights = frozen;
         match opts.backend {
-            Backend::Ref => Ok(Engine::Ref(g, weights)),
+            Backend::Ref => Ok(Engine::Ref(Box::new((g, weights)))),
             Backend::Cpu => {
                 let mut pm = PassManager::new(Pipeline::level("O2")?);
                 pm.opts = PassOptions {
@@ -76,7 +76,7 @@ impl Engine {
     fn run(&self, feeds: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
         match self {
             Engine::Cpu(e) => Ok(e.run(feeds)?),
-            Engine::Ref(g, w) => Ok(kiln_ir::run(g, w, feeds)?),
+            Engine::Ref(gw) => Ok(kiln_ir::run(&gw.0, &gw.1, feeds)?),
         }
     }
 }
@@ -130,7 +130,10 @@ impl Trainer {
             .map(|v| v.ty.clone())
             .ok_or_else(|| anyhow!("the data input is missing"))?;
         if input_ty.dtype != kiln_ir::DType::F32 {
-            bail!("the data input `{}` is {input_ty}; training feeds f32", tg.data[0]);
+            bail!(
+                "the data input `{}` is {input_ty}; training feeds f32",
+                tg.data[0]
+            );
         }
         let dims = input_ty.shape.concrete().unwrap_or_default();
         let sample_dims = dims[1..].to_vec();
@@ -200,7 +203,7 @@ impl Trainer {
     pub fn program(&self) -> Option<&Program> {
         match &self.engine {
             Engine::Cpu(e) => Some(e.program()),
-            Engine::Ref(..) => None,
+            Engine::Ref(_) => None,
         }
     }
     /// A param's or state tensor's current value.

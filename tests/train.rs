@@ -74,8 +74,8 @@ fn loss_grad(p: &[f64]) -> (f64, Vec<f64>) {
 /// The reference optimizer, one plain f64 loop per rule.
 fn reference(opt: &Optimizer, steps: usize) -> Vec<(f64, Vec<f64>)> {
     let mut p: Vec<f64> = W0.iter().chain(&B0).copied().collect();
-    let mut s1 = vec![0.0; 8];
-    let mut s2 = vec![0.0; 8];
+    let mut s1 = [0.0; 8];
+    let mut s2 = [0.0; 8];
     let mut out = Vec::new();
     for t in 1..=steps {
         let (loss, mut g) = loss_grad(&p);
@@ -168,12 +168,10 @@ fn check(opt: Optimizer, steps: usize, backend: Backend) {
 }
 
 fn all_kinds() -> Vec<OptKind> {
-    [
-        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
-    ]
-    .iter()
-    .map(|n| OptKind::from_name(n).unwrap())
-    .collect()
+    ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+        .iter()
+        .map(|n| OptKind::from_name(n).unwrap())
+        .collect()
 }
 
 #[test]
@@ -186,7 +184,11 @@ fn every_optimizer_matches_hand_computed_updates() {
         check(Optimizer::new(kind, lr), 5, Backend::Cpu);
     }
     // The reference interpreter runs the same graph.
-    check(Optimizer::new(OptKind::from_name("adam").unwrap(), 0.05), 3, Backend::Ref);
+    check(
+        Optimizer::new(OptKind::from_name("adam").unwrap(), 0.05),
+        3,
+        Backend::Ref,
+    );
 }
 
 #[test]
@@ -208,7 +210,11 @@ fn optimizer_hyper_parameters_are_used() {
         4,
         Backend::Cpu,
     );
-    check(Optimizer::new(OptKind::Momentum { mu: 0.5 }, 0.1), 4, Backend::Cpu);
+    check(
+        Optimizer::new(OptKind::Momentum { mu: 0.5 }, 0.1),
+        4,
+        Backend::Cpu,
+    );
 }
 
 #[test]
@@ -355,8 +361,8 @@ fn adam_update_is_fused() {
         assert_eq!(kinds[&n], "kernel", "{name}: {}", p.summary());
     }
     assert_eq!(update_nodes, 12); // 4 params, 2 moments each
-    // Each update kernel covers the whole elementwise chain of its output
-    // (scale, add, sqrt, div, ...), not one op per step.
+                                  // Each update kernel covers the whole elementwise chain of its output
+                                  // (scale, add, sqrt, div, ...), not one op per step.
     let kernel_steps = p.steps.iter().filter(|s| s.kind() == "kernel").count();
     let kernel_nodes: usize = p
         .steps
@@ -446,7 +452,8 @@ fn digits_test_accuracy() {
 fn evaluate_and_save_round_trip() {
     let ds: Dataset = spiral(20, 3, 5);
     let model = init_model(MLP, 3);
-    let mut tr = Trainer::new(&model, spiral_spec(16, 0.01, 0.0), &TrainOptions::default()).unwrap();
+    let mut tr =
+        Trainer::new(&model, spiral_spec(16, 0.01, 0.0), &TrainOptions::default()).unwrap();
     fit(&mut tr, &ds, 2, 1, |_| {}, |_| {}).unwrap();
     // 60 samples in batches of 16: the last evaluation batch has 12.
     let (loss, acc) = tr.evaluate(&ds).unwrap();
@@ -472,4 +479,3 @@ fn evaluate_and_save_round_trip() {
     assert_eq!((loss, acc), (loss2, acc2));
     std::fs::remove_dir_all(&dir).ok();
 }
-

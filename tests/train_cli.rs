@@ -146,7 +146,11 @@ fn npy_data_and_flags() {
             "--batch",
             "16",
             "--loss",
-            if opt == "sgd" { "hinge" } else { "cross_entropy" },
+            if opt == "sgd" {
+                "hinge"
+            } else {
+                "cross_entropy"
+            },
         ]));
         assert!(out.contains("3 steps/epoch"), "{out}");
         assert!(out.contains("trained 5 epochs (15 steps)"), "{out}");
@@ -179,10 +183,16 @@ fn bad_training_input_is_an_error() {
     std::fs::write(&csv, "0.1,0.2,0\n0.3,0.4,7\n").unwrap();
     let c = csv.display().to_string();
     let e = fails(&kiln(&["train", &model, "--data", &c, "--batch", "2"]));
-    assert!(e.contains("labels go up to 7, but the model has 3 outputs"), "{e}");
+    assert!(
+        e.contains("labels go up to 7, but the model has 3 outputs"),
+        "{e}"
+    );
     std::fs::write(&csv, "0.1,0.2,0\n0.3,oops,1\n").unwrap();
     let e = fails(&kiln(&["train", &model, "--data", &c]));
-    assert!(e.contains("d.csv:2: column 2: `oops` is not a number"), "{e}");
+    assert!(
+        e.contains("d.csv:2: column 2: `oops` is not a number"),
+        "{e}"
+    );
     std::fs::write(&csv, "0.1,0.2,0.3,0\n").unwrap();
     let e = fails(&kiln(&["train", &model, "--data", &c]));
     assert!(e.contains("3 features"), "{e}");
@@ -199,7 +209,12 @@ fn bad_training_input_is_an_error() {
     }
     let e = fails(&kiln(&["train", &model, "--data", &repo("nope.npy")]));
     assert!(e.contains("--labels"), "{e}");
-    let e = fails(&kiln(&["train", &model, "--data", &d.join("missing.csv").display().to_string()]));
+    let e = fails(&kiln(&[
+        "train",
+        &model,
+        "--data",
+        &d.join("missing.csv").display().to_string(),
+    ]));
     assert!(e.contains("missing.csv"), "{e}");
     // clap's usage error (exit 2) for a missing --data.
     let o = kiln(&["train", &model]);

@@ -246,9 +246,7 @@ impl Schedule {
             Schedule::Exponential { gamma } if gamma.is_nan() || gamma <= 0.0 => {
                 Err("exponential schedule: GAMMA must be > 0".into())
             }
-            Schedule::Cosine { total, .. } if total == 0 => {
-                Err("cosine schedule: TOTAL must be ≥ 1".into())
-            }
+            Schedule::Cosine { total: 0, .. } => Err("cosine schedule: TOTAL must be ≥ 1".into()),
             _ => Ok(()),
         }
     }
@@ -493,13 +491,20 @@ fn total(cx: &mut GradCtx, v: ValueId) -> Result<ValueId, GradError> {
     )
 }
 
-/// The loss as ordinary ops.
-fn loss_value(
-    cx: &mut GradCtx,
+/// Append `loss` of `z` against `target` (same shape) to `g` as ordinary
+/// ops; returns the scalar loss.
+pub fn build_composite_loss(
+    g: &mut Graph,
     loss: Loss,
     z: ValueId,
-    t: ValueId,
-) -> Result<ValueId, GradError> {
+    target: ValueId,
+) -> Result<ValueId, TrainError> {
+    let mut cx = GradCtx::new(g);
+    Ok(loss_value(&mut cx, loss, z, target)?)
+}
+
+/// The loss as ordinary ops.
+fn loss_value(cx: &mut GradCtx, loss: Loss, z: ValueId, t: ValueId) -> Result<ValueId, GradError> {
     let dims = cx.dims(z)?;
     let numel: usize = dims.iter().product();
     let rows = dims.first().copied().unwrap_or(1).max(1);
@@ -612,7 +617,9 @@ pub fn build_training_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGrap
     }
     let mut core = build_core(model, spec)?;
     if core.params.is_empty() {
-        return Err(TrainError::Model("the model has no float params to train".into()));
+        return Err(TrainError::Model(
+            "the model has no float params to train".into(),
+        ));
     }
     let pvals: Vec<ValueId> = core.params.iter().map(|(_, v)| *v).collect();
     let grads = gradients(&mut core.g, core.loss, &pvals)?;
@@ -637,8 +644,7 @@ pub fn build_training_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGrap
         state_vals.push(vs);
     }
     for reserved in ["step", "target"] {
-        if core.data.iter().any(|d| d == reserved)
-            || core.params.iter().any(|(n, _)| n == reserved)
+        if core.data.iter().any(|d| d == reserved) || core.params.iter().any(|(n, _)| n == reserved)
         {
             return Err(TrainError::Model(format!(
                 "the model uses the name `{reserved}`, which the training graph reserves"
