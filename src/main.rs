@@ -957,6 +957,7 @@ fn train_spec(a: &TrainArgs) -> Result<kiln::compiler::train::TrainSpec> {
         optimizer: opt,
         output: None,
         batch: a.batch,
+        bn_momentum: 0.1,
     })
 }
 
@@ -984,6 +985,7 @@ fn train(a: TrainArgs) -> Result<()> {
     spec.batch = spec.batch.min(ds.len());
     let t0 = Instant::now();
     let mut tr = kiln::train::Trainer::new(&model, spec, &opts)?;
+    tr.set_dropout_seed(a.seed);
     if ds.classes() > tr.classes() {
         bail!(
             "{}: labels go up to {}, but the model has {} outputs",

@@ -103,6 +103,7 @@ pub struct Trainer {
     feeds: HashMap<String, Tensor>,
     frozen: Weights,
     steps: u64,
+    dropout_seed: u64,
     /// Evaluation graphs by batch size.
     evals: HashMap<usize, (TrainGraph, Engine)>,
     sample_dims: Vec<usize>,
@@ -147,7 +148,7 @@ impl Trainer {
             .unwrap_or_default();
         let classes = tgt.last().copied().unwrap_or(1);
         let mut feeds = HashMap::new();
-        for p in &tg.params {
+        for p in tg.params.iter().chain(&tg.buffers) {
             let w = model
                 .weights
                 .get(p)
@@ -173,6 +174,7 @@ impl Trainer {
             feeds,
             frozen,
             steps: 0,
+            dropout_seed: 0,
             evals: HashMap::new(),
             sample_dims,
             classes,
@@ -221,6 +223,13 @@ impl Trainer {
             "step".into(),
             Tensor::f32(&[], vec![(self.steps + 1) as f32]),
         );
+        if let Some(s) = &self.train.seed {
+            // A fresh dropout mask every step, reproducible from the
+            // session's seed.
+            let seed = self.dropout_seed.wrapping_add(self.steps) as i64;
+            self.feeds
+                .insert(s.clone(), Tensor::I64(ndarray::arr0(seed).into_dyn()));
+        }
         let outs = self.engine.run(&self.feeds);
         self.feeds.remove(&data);
         self.feeds.remove(&self.train.target);
@@ -302,10 +311,16 @@ impl Trainer {
         Ok((loss_sum / ds.len() as f64, correct as f64 / ds.len() as f64))
     }
 
-    /// The trained params (and any frozen ones) as weights for the model.
+    /// The seed of the dropout masks: step `k` (0-based) uses `seed + k`.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_seed = seed;
+    }
+
+    /// The trained params, the updated running statistics and any frozen
+    /// params, as weights for the model.
     pub fn weights(&self) -> Weights {
         let mut w = self.frozen.clone();
-        for p in &self.train.params {
+        for p in self.train.params.iter().chain(&self.train.buffers) {
             w.insert(p.clone(), self.feeds[p].clone());
         }
         w

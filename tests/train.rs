@@ -48,6 +48,7 @@ fn spec(opt: Optimizer) -> TrainSpec {
         optimizer: opt,
         output: None,
         batch: 4,
+        bn_momentum: 0.1,
     }
 }
 
@@ -339,6 +340,7 @@ fn adam_update_is_fused() {
         optimizer: Optimizer::new(OptKind::from_name("adam").unwrap(), 1e-2),
         output: None,
         batch: 30,
+        bn_momentum: 0.1,
     };
     let tr = Trainer::new(&model, s, &TrainOptions::default()).unwrap();
     let p = tr.program().unwrap();
@@ -383,6 +385,7 @@ fn spiral_spec(batch: usize, lr: f64, l2: f64) -> TrainSpec {
         optimizer: Optimizer::new(OptKind::from_name("adam").unwrap(), lr),
         output: None,
         batch,
+        bn_momentum: 0.1,
     }
 }
 
@@ -478,4 +481,85 @@ fn evaluate_and_save_round_trip() {
     let (loss2, acc2) = again.evaluate(&ds).unwrap();
     assert_eq!((loss, acc), (loss2, acc2));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+const BN_DROPOUT: &str = "graph bn_mlp {
+  input %x: f32[N,2]
+  param %fc1.weight: f32[2,64]
+  param %bn.gamma: f32[64]
+  param %bn.beta: f32[64]
+  param %bn.mean: f32[64]
+  param %bn.var: f32[64]
+  param %fc2.weight: f32[64,3]
+  param %fc2.bias: f32[3]
+  %1 = matmul(%x, %fc1.weight)
+  %2 = batch_norm(%1, %bn.gamma, %bn.beta, %bn.mean, %bn.var) {epsilon = 1e-5}
+  %3 = relu(%2)
+  %4 = dropout(%3) {ratio = 0.1}
+  %5 = matmul(%4, %fc2.weight)
+  %6 = add(%5, %fc2.bias)
+  output logits = %6
+}
+";
+
+/// In the training step, `batch_norm` runs on batch statistics and updates
+/// its running statistics (buffers fed back, never given to the optimizer),
+/// and `dropout` draws a seeded mask that changes every step; evaluation
+/// uses the inference forms with the updated running statistics. The CPU
+/// backend takes the same steps as the reference interpreter. (The first
+/// layer has no bias: batch norm cancels it, so its gradient is rounding
+/// noise that Adam would turn into ±lr steps, different on each backend.)
+#[test]
+fn batch_norm_and_dropout_train_in_training_form() {
+    let model = init_model(BN_DROPOUT, 2);
+    let spec = spiral_spec(60, 0.01, 0.0);
+    let tg = kiln::compiler::train::build_training_graph(&model.graph, &spec).unwrap();
+    let text = kiln::ir::print(&tg.graph);
+    assert!(text.contains("batch_norm_train(") && text.contains("dropout_train("));
+    assert_eq!(tg.buffers, ["bn.mean", "bn.var"]);
+    assert_eq!(tg.seed.as_deref(), Some("seed"));
+    assert!(!tg.params.iter().any(|p| p == "bn.mean" || p == "bn.var"));
+
+    let ds = spiral(100, 3, 0);
+    let idx: Vec<usize> = (0..60).collect();
+    let mut cpu = Trainer::new(&model, spec.clone(), &TrainOptions::default()).unwrap();
+    let mut refb = Trainer::new(
+        &model,
+        spec.clone(),
+        &TrainOptions {
+            backend: Backend::Ref,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    let mean0 = model.weights.get("bn.mean").unwrap().values_f64();
+    let mut losses = vec![];
+    for _ in 0..3 {
+        let (a, _) = cpu.step_on(&ds, &idx).unwrap();
+        let (b, _) = refb.step_on(&ds, &idx).unwrap();
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1.0),
+            "cpu {} ref {}",
+            a.loss,
+            b.loss
+        );
+        losses.push(a.loss);
+    }
+    // The same batch gives a different loss each step (new mask, new params).
+    assert!(losses[0] != losses[1] && losses[1] != losses[2]);
+    // Running mean: (1 - 0.1)^3 of the start plus the batch means' share.
+    let mean = cpu.tensor("bn.mean").unwrap().values_f64();
+    let moved = mean.iter().zip(&mean0).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, mean.len());
+    let r = refb.tensor("bn.mean").unwrap().values_f64();
+    for (a, b) in mean.iter().zip(&r) {
+        assert!((a - b).abs() <= 1e-4, "running mean cpu {a} ref {b}");
+    }
+    // Trains: evaluation (inference batch_norm on the running statistics,
+    // dropout off) separates the spiral well.
+    fit(&mut cpu, &ds, 150, 0, |_| {}, |_| {}).unwrap();
+    let (loss, acc) = cpu.evaluate(&ds).unwrap();
+    assert!(acc >= 0.9, "accuracy {acc}, loss {loss}");
+    let w = cpu.weights();
+    assert!(w.get("bn.mean").is_some() && w.get("bn.var").is_some());
 }

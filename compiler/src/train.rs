@@ -32,9 +32,10 @@ use kiln_ir::grad::{GradCtx, GradError};
 use kiln_ir::ops::binary::BinaryKind;
 use kiln_ir::ops::elementwise::UnaryKind;
 use kiln_ir::ops::norm::Softmax;
+use kiln_ir::ops::norm_train::{BatchNormTrain, DropoutTrain};
 use kiln_ir::ops::reduce::{Reduce, ReduceKind};
 use kiln_ir::shape::{Shape, TensorType};
-use kiln_ir::{Graph, Tensor, ValueId};
+use kiln_ir::{Graph, Op, Tensor, ValueId};
 
 use crate::passes::autodiff::{gradients, AutodiffError};
 
@@ -304,6 +305,9 @@ pub struct TrainSpec {
     pub output: Option<String>,
     /// The batch size every symbolic dimension is bound to.
     pub batch: usize,
+    /// The running-statistics momentum of training-form batch norms
+    /// (PyTorch's convention: `new = (1 - m) old + m batch`).
+    pub bn_momentum: f64,
 }
 
 /// A training (or evaluation) graph and the names that drive it.
@@ -316,6 +320,11 @@ pub struct TrainGraph {
     pub target: String,
     /// Trainable params, now graph inputs, in the model's param order.
     pub params: Vec<String>,
+    /// Float params the step updates without training them (the running
+    /// statistics of batch norms): graph inputs fed back like the state.
+    pub buffers: Vec<String>,
+    /// The dropout seed input (an i64 scalar), to change every step.
+    pub seed: Option<String>,
     /// Optimizer state inputs, each with the param it belongs to.
     pub state: Vec<(String, String)>,
     /// `(output, input)`: feed output `next.x` back as input `x`.
@@ -338,6 +347,10 @@ struct Core {
     g: Graph,
     data: Vec<String>,
     params: Vec<(String, ValueId)>,
+    /// Running statistics of training-form batch norms: `(param, next value)`.
+    buffers: Vec<(String, ValueId)>,
+    /// The dropout seed input, when the model has a dropout.
+    seed: Option<String>,
     frozen: Vec<String>,
     logits: ValueId,
     target: ValueId,
@@ -350,7 +363,13 @@ fn f32_scalar(cx: &mut GradCtx, x: f64) -> Result<ValueId, GradError> {
 
 /// Copy the model with every symbol bound to `batch`, float params made
 /// inputs, the output to train as `logits`, and the loss on it as `loss`.
-fn build_core(model: &Graph, spec: &TrainSpec) -> Result<Core, TrainError> {
+///
+/// In training form (`train`), each `batch_norm` becomes `batch_norm_train`
+/// (batch statistics; its running mean and variance params are buffers, not
+/// trained, whose next values are the op's second and third results) and
+/// each `dropout` with a ratio above 0 becomes `dropout_train` on the `seed`
+/// input. Otherwise the model's inference forms stay.
+fn build_core(model: &Graph, spec: &TrainSpec, train: bool) -> Result<Core, TrainError> {
     if spec.batch == 0 {
         return Err(TrainError::Spec("the batch size must be at least 1".into()));
     }
@@ -410,12 +429,73 @@ fn build_core(model: &Graph, spec: &TrainSpec) -> Result<Core, TrainError> {
         };
         map.insert(p, nv);
     }
+    let mut buffers: Vec<(String, ValueId)> = Vec::new();
+    let mut seed: Option<ValueId> = None;
     for n in order {
         let node = model.node(n);
         let ins: Vec<ValueId> = node.inputs.iter().map(|v| map[v]).collect();
+        let op = match (&node.op, train) {
+            (Op::BatchNorm(bn), true) => {
+                // The running mean and variance (inputs 3 and 4) must be
+                // params: they become buffers the step updates.
+                for &stat in &ins[3..] {
+                    let Some(i) = params.iter().position(|(_, v)| *v == stat) else {
+                        return Err(TrainError::Model(format!(
+                            "{}: training needs the running statistics of batch_norm to be params",
+                            model.label(n)
+                        )));
+                    };
+                    if buffers.iter().any(|(b, _)| *b == params[i].0) {
+                        return Err(TrainError::Model(format!(
+                            "{}: running statistics `{}` are shared by two batch norms",
+                            model.label(n),
+                            params[i].0
+                        )));
+                    }
+                    // The next value is filled in once the node exists.
+                    buffers.push((params.remove(i).0, stat));
+                }
+                Op::BatchNormTrain(BatchNormTrain::new(bn.epsilon.0, spec.bn_momentum))
+            }
+            (Op::Dropout(d), true) if d.ratio.0 > 0.0 => {
+                let s = match seed {
+                    Some(s) => s,
+                    None => {
+                        if data
+                            .iter()
+                            .chain(params.iter().map(|(p, _)| p))
+                            .any(|d| d == "seed")
+                        {
+                            return Err(TrainError::Model(
+                                "the model uses the name `seed`, which a training graph with dropout reserves".into(),
+                            ));
+                        }
+                        let s = g.add_input("seed", TensorType::new(DType::I64, Shape::scalar()));
+                        seed = Some(s);
+                        s
+                    }
+                };
+                let nn = g
+                    .add_node(DropoutTrain::new(d.ratio.0), &[ins[0], s])
+                    .map_err(|e| TrainError::Model(format!("{}: {e}", model.label(n))))?;
+                g.node_mut(nn).name = node.name.clone();
+                let y = g.node(nn).outputs[0];
+                g.value_mut(y).name = model.value(node.outputs[0]).name.clone();
+                map.insert(node.outputs[0], y);
+                continue;
+            }
+            (op, _) => op.clone(),
+        };
+        let is_bn_train = matches!(op, Op::BatchNormTrain(_));
         let nn = g
-            .add_node(node.op.clone(), &ins)
+            .add_node(op, &ins)
             .map_err(|e| TrainError::Model(format!("{}: {e}", model.label(n))))?;
+        if is_bn_train {
+            let outs = g.node(nn).outputs.clone();
+            let k = buffers.len();
+            buffers[k - 2].1 = outs[1];
+            buffers[k - 1].1 = outs[2];
+        }
         g.node_mut(nn).name = node.name.clone();
         let outs = g.node(nn).outputs.clone();
         for (&old, &new) in node.outputs.iter().zip(&outs) {
@@ -464,6 +544,8 @@ fn build_core(model: &Graph, spec: &TrainSpec) -> Result<Core, TrainError> {
         g,
         data,
         params,
+        buffers,
+        seed: seed.map(|_| "seed".to_string()),
         frozen,
         logits,
         target,
@@ -565,14 +647,16 @@ fn loss_value(cx: &mut GradCtx, loss: Loss, z: ValueId, t: ValueId) -> Result<Va
 /// A forward-only graph for evaluation: the same inputs as the training
 /// graph minus the optimizer state and `step`; outputs `loss` and `logits`.
 pub fn build_eval_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGraph, TrainError> {
-    let core = build_core(model, spec)?;
-    let _ = (core.logits, core.target, core.loss);
+    let core = build_core(model, spec, false)?;
+    let _ = (core.logits, core.target, core.loss, core.buffers, core.seed);
     kiln_ir::verify(&core.g).map_err(|e| TrainError::Model(e.to_string()))?;
     Ok(TrainGraph {
         graph: core.g,
         data: core.data,
         target: "target".into(),
         params: core.params.into_iter().map(|(n, _)| n).collect(),
+        buffers: vec![],
+        seed: None,
         state: vec![],
         feedback: vec![],
         frozen: core.frozen,
@@ -615,7 +699,7 @@ pub fn build_training_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGrap
         }
         _ => {}
     }
-    let mut core = build_core(model, spec)?;
+    let mut core = build_core(model, spec, true)?;
     if core.params.is_empty() {
         return Err(TrainError::Model(
             "the model has no float params to train".into(),
@@ -774,6 +858,10 @@ pub fn build_training_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGrap
             feedback.push((next_name(&sn), sn));
         }
     }
+    for (name, v) in &core.buffers {
+        outputs.push((next_name(name), *v));
+        feedback.push((next_name(name), name.clone()));
+    }
     g.set_output("lr", lr);
     for (n, v) in outputs {
         g.set_output(n, v);
@@ -786,6 +874,8 @@ pub fn build_training_graph(model: &Graph, spec: &TrainSpec) -> Result<TrainGrap
         data: core.data,
         target: "target".into(),
         params: core.params.into_iter().map(|(n, _)| n).collect(),
+        buffers: core.buffers.into_iter().map(|(n, _)| n).collect(),
+        seed: core.seed,
         state,
         feedback,
         frozen: core.frozen,
