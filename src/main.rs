@@ -463,6 +463,7 @@ fn backend_desc(b: kiln::backend::Backend) -> &'static str {
     match b {
         kiln::backend::Backend::Ref => "the ref backend (reference interpreter)",
         kiln::backend::Backend::Cpu => "the cpu backend",
+        kiln::backend::Backend::CpuArtifact => "the cpu backend (through a .kiln artifact)",
     }
 }
 
