@@ -442,11 +442,9 @@ fn run_artifact(
     stats: bool,
 ) -> Result<()> {
     let bytes = read_artifact(path)?;
-    let prepared = kiln::backend::Prepared::from_artifact(
-        &bytes,
-        &kiln::backend::PrepareOptions { threads },
-    )
-    .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let prepared =
+        kiln::backend::Prepared::from_artifact(&bytes, &kiln::backend::PrepareOptions { threads })
+            .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     let s = prepared.session().ok_or_else(|| anyhow!("not a session"))?;
     let (given, notes) = artifact_inputs(s, given, &[], BackendArg::Cpu)?;
     for n in &notes {
