@@ -826,8 +826,9 @@ fn bench(
         bail!("--iters must be at least 1");
     }
     if is_artifact_file(path) {
-        let bytes = read_artifact(path)?;
+        // Loading is timed from reading the file.
         let t0 = Instant::now();
+        let bytes = read_artifact(path)?;
         let prepared = kiln::backend::Prepared::from_artifact(
             &bytes,
             &kiln::backend::PrepareOptions {

@@ -1427,8 +1427,15 @@ fn decode_weights(b: &[u8], g: &Graph) -> Result<Weights, ArtifactError> {
                 ),
             });
         };
-        let t = Tensor::from_le_bytes(dtype, &shape, data)
-            .map_err(|e| malformed("weights", format!("weight `{name}`: {e}")))?;
+        let t = if dtype == DType::F32 && cfg!(target_endian = "little") {
+            // One memcpy (the length is checked above).
+            let mut v = vec![0f32; len / 4];
+            bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(data);
+            Tensor::f32(&shape, v)
+        } else {
+            Tensor::from_le_bytes(dtype, &shape, data)
+                .map_err(|e| malformed("weights", format!("weight `{name}`: {e}")))?
+        };
         if w.0.insert(name.clone(), t).is_some() {
             return r.fail(format!("weight `{name}` appears twice"));
         }
