@@ -499,7 +499,6 @@ fn compile(
     if !unbound.is_empty() {
         m.graph.bind_dims(&unbound)?;
     }
-    let raw_weights: usize = m.weights.0.values().map(|t| t.to_le_bytes().len()).sum();
     let target = match target {
         TargetArg::Cpu => TargetSignature::any_cpu(),
         TargetArg::CpuAvx2 => TargetSignature::for_isa(Isa::Avx2, fallback),
@@ -517,7 +516,7 @@ fn compile(
     let a = kiln::runtime::artifact::Artifact::from_bytes(&bytes)?;
     let w = a.weight_bytes();
     println!(
-        "wrote {}: {} bytes ({} of weights, {:+.2}% over them; the model's weights before -{level}: {raw_weights} bytes), {} kernels, {} steps, target {}, in {ms:.1} ms (groups fused {}, split {})",
+        "wrote {}: {} bytes ({} of weights, {:+.2}% over them), {} kernels, {} steps, target {}, in {ms:.1} ms (groups fused {}, split {})",
         out.display(),
         bytes.len(),
         w,
