@@ -139,7 +139,7 @@ fn f32_slice(t: &Tensor) -> Option<&[f32]> {
 impl Executor {
     /// Prepare `prog` with its weights.
     pub fn new(prog: Program, weights: &Weights, opts: &ExecOptions) -> Result<Self, ExecError> {
-        Executor::prepare(prog, |name| weights.get(name).map(Tensor::clone), opts)
+        Executor::prepare(prog, |name| weights.get(name).cloned(), opts)
     }
 
     /// Like [`Executor::new`], taking the weights by value so that they are
