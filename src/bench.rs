@@ -15,6 +15,7 @@ pub fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Ref => "ref",
         Backend::Cpu => "cpu",
+        Backend::CpuArtifact => "cpu-artifact",
     }
 }
 
@@ -258,6 +259,20 @@ pub fn bench(
         },
     )?;
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    bench_prepared(&prepared, compile_ms, inputs, opts)
+}
+
+/// Time warm runs of a prepared model (see [`bench`]); `compile_ms` is what
+/// preparing it took (for an artifact: loading, packing and JIT).
+pub fn bench_prepared(
+    prepared: &Prepared,
+    compile_ms: f64,
+    inputs: &HashMap<String, Tensor>,
+    opts: &BenchOptions,
+) -> Result<BenchReport> {
+    if opts.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
     for _ in 0..opts.warmup {
         prepared.run(inputs)?;
     }

@@ -272,7 +272,9 @@ fn run_test_inner(
         }
         let outs = match backend {
             Backend::Ref => run_ref(&imported.graph, &imported.weights, &feeds)?,
-            Backend::Cpu => run_cpu(imported.graph, imported.weights, &feeds)?,
+            Backend::Cpu | Backend::CpuArtifact => {
+                run_cpu(imported.graph, imported.weights, &feeds, backend)?
+            }
         };
         for (k, (name, want)) in output_names.iter().zip(&expected).enumerate() {
             let got = outs
@@ -348,10 +350,11 @@ fn run_cpu(
     graph: kiln_ir::Graph,
     weights: Weights,
     feeds: &HashMap<String, Tensor>,
+    backend: Backend,
 ) -> Result<HashMap<String, Tensor>, (Status, String)> {
     let p = crate::backend::Prepared::new(
         kiln_ir::Model { graph, weights },
-        Backend::Cpu,
+        backend,
         &crate::backend::PrepareOptions::default(),
     )
     .map_err(|e| failed(format!("cpu backend: {e:#}")))?;

@@ -52,6 +52,9 @@ impl Engine {
         let mut weights = frozen;
         match opts.backend {
             Backend::Ref => Ok(Engine::Ref(Box::new((g, weights)))),
+            Backend::CpuArtifact => {
+                bail!("training runs in memory on the cpu or ref backend, not through an artifact")
+            }
             Backend::Cpu => {
                 let mut pm = PassManager::new(Pipeline::level("O2")?);
                 pm.opts = PassOptions {

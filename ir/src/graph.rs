@@ -24,6 +24,11 @@ impl NodeId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+    /// The id with this index (e.g. read from an artifact; check it with
+    /// [`Graph::contains_node`] before use).
+    pub fn from_index(i: usize) -> NodeId {
+        NodeId(i as u32)
+    }
     fn ix(self) -> NodeIndex<u32> {
         NodeIndex::new(self.0 as usize)
     }
@@ -31,6 +36,11 @@ impl NodeId {
 impl ValueId {
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+    /// The id with this index (e.g. read from an artifact; check it against
+    /// [`Graph::num_values`] before use).
+    pub fn from_index(i: usize) -> ValueId {
+        ValueId(i as u32)
     }
 }
 

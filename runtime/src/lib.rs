@@ -5,9 +5,11 @@
 //! executor and the C API build on this. It never depends on the compiler or on
 //! protobuf.
 
+pub mod artifact;
 pub mod conv;
 pub mod exec;
 pub mod gemm;
 pub mod host;
 pub mod jit;
 pub mod pool;
+pub mod session;
