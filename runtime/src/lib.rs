@@ -13,3 +13,4 @@ pub mod host;
 pub mod jit;
 pub mod pool;
 pub mod session;
+pub mod zero_copy;
