@@ -6,6 +6,7 @@
 //! protobuf.
 
 pub mod artifact;
+pub mod capi;
 pub mod conv;
 pub mod exec;
 pub mod gemm;
