@@ -124,6 +124,10 @@ enum Cmd {
         /// manifest the CI guard checks (tests/conformance/expected_pass.txt).
         #[arg(long)]
         write_manifest: Option<PathBuf>,
+        /// With the cpu backend: compile each model into `.kiln` bytes, load
+        /// them and run the loaded session (the artifact round trip).
+        #[arg(long)]
+        via_artifact: bool,
     },
     /// Run an embedded example model end to end, with no files needed.
     Demo {
@@ -167,6 +171,55 @@ enum Cmd {
         #[arg(long = "input", value_name = "NAME=FILE")]
         inputs: Vec<String>,
     },
+    /// Compile a model into a `.kiln` artifact (optimised graph, kernels,
+    /// memory plan and weights in one file).
+    #[command(
+        after_help = "Examples:\n  kiln compile examples/models/lenet5.kir --dim N=1 -o lenet5.kiln\n  kiln compile model.onnx -o model.kiln --target cpu-avx2\n  kiln run lenet5.kiln"
+    )]
+    Compile {
+        /// A `.kir` or `.onnx` file.
+        model: PathBuf,
+        /// The artifact to write.
+        #[arg(short = 'o', long = "output", value_name = "OUT.kiln")]
+        output: PathBuf,
+        /// Optimisation level: -O0, -O1 or -O2 (the default).
+        #[arg(short = 'O', value_name = "LEVEL")]
+        level: Option<String>,
+        /// Bind a symbolic dimension, as NAME=SIZE (unbound ones become 1).
+        #[arg(long = "dim", value_name = "NAME=SIZE")]
+        dims: Vec<String>,
+        /// Which CPUs the artifact is for: `cpu` (any; the loader picks the
+        /// best GEMM/conv kernels the host has), `cpu-avx2` or `cpu-avx512`
+        /// (those kernels, required).
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: TargetArg,
+        /// With --target cpu-avx2/cpu-avx512: refuse to load on a CPU without
+        /// the features, rather than fall back to the portable kernels.
+        #[arg(long)]
+        no_portable_fallback: bool,
+    },
+    /// Describe a `.kiln` artifact: header, sections, inputs and outputs,
+    /// kernels, steps, weights and target requirements.
+    #[command(after_help = "Example:\n  kiln inspect lenet5.kiln")]
+    Inspect {
+        /// A `.kiln` file.
+        artifact: PathBuf,
+        /// Print every kernel in full (kernel IR), not one line each.
+        #[arg(long)]
+        kernels: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TargetArg {
+    /// Any CPU: the best ISA is chosen when the artifact is loaded.
+    Cpu,
+    /// x86-64 with AVX2 and FMA.
+    #[value(name = "cpu-avx2")]
+    CpuAvx2,
+    /// x86-64 with AVX-512F.
+    #[value(name = "cpu-avx512")]
+    CpuAvx512,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -223,6 +276,16 @@ fn real_main() -> Result<()> {
             stats,
         } => {
             let mut given = read_inputs(&inputs)?;
+            if is_artifact_file(&model) {
+                if !dims.is_empty() || matches!(backend, BackendArg::Ref) {
+                    let s = kiln::runtime::session::Session::load(
+                        &model,
+                        &kiln::runtime::session::SessionOptions { threads: 1 },
+                    )?;
+                    artifact_inputs(&s, HashMap::new(), &dims, backend)?;
+                }
+                return run_artifact(&model, threads, given, output_dir.as_deref(), stats);
+            }
             let m = if is_onnx(&model) {
                 load_onnx_with_inputs(&model, &dims, &mut given)?
             } else {
@@ -246,7 +309,17 @@ fn real_main() -> Result<()> {
             filter,
             opt,
             write_manifest,
-        } => conformance(&dir, backend, report, markdown, filter, opt, write_manifest),
+            via_artifact,
+        } => {
+            let backend: kiln::backend::Backend = match (backend, via_artifact) {
+                (BackendArg::Cpu, true) => kiln::backend::Backend::CpuArtifact,
+                (BackendArg::Ref, true) => {
+                    bail!("--via-artifact needs --backend cpu (artifacts hold compiled programs)")
+                }
+                (b, false) => b.into(),
+            };
+            conformance(&dir, backend, report, markdown, filter, opt, write_manifest)
+        }
         Cmd::Opt {
             model,
             level,
@@ -299,7 +372,237 @@ fn real_main() -> Result<()> {
             };
             bench(&model, &opts, json, &inputs, &dims)
         }
+        Cmd::Compile {
+            model,
+            output,
+            level,
+            dims,
+            target,
+            no_portable_fallback,
+        } => compile(
+            &model,
+            &output,
+            level.as_deref().unwrap_or("O2"),
+            &dims,
+            target,
+            !no_portable_fallback,
+        ),
+        Cmd::Inspect { artifact, kernels } => inspect(&artifact, kernels),
     }
+}
+
+/// Whether `path` is a `.kiln` artifact, by its magic number (whatever its
+/// extension).
+fn is_artifact_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| kiln::runtime::artifact::is_artifact(&head))
+}
+
+fn read_artifact(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Inputs for an artifact's session: the given ones, the rest
+/// deterministic pseudo-random data (with a note each).
+fn artifact_inputs(
+    s: &kiln::runtime::session::Session,
+    mut given: HashMap<String, Tensor>,
+    dims: &[String],
+    backend: BackendArg,
+) -> Result<(HashMap<String, Tensor>, Vec<String>)> {
+    if !dims.is_empty() {
+        bail!("--dim: an artifact's dimensions are fixed when it is compiled (see `kiln inspect`)");
+    }
+    if matches!(backend, BackendArg::Ref) {
+        bail!("--backend ref: an artifact holds a compiled program, which runs on the cpu backend");
+    }
+    let mut notes = Vec::new();
+    for i in s.inputs() {
+        if !given.contains_key(&i.name) {
+            let ty = ir::TensorType::concrete(i.dtype, &i.shape);
+            let t = kiln::init::random_input(&i.name, &ty).map_err(|e| anyhow!(e))?;
+            notes.push(format!(
+                "input `{}` not given; using deterministic pseudo-random data {ty}",
+                i.name
+            ));
+            given.insert(i.name.clone(), t);
+        }
+    }
+    Ok((given, notes))
+}
+
+fn run_artifact(
+    path: &Path,
+    threads: usize,
+    given: HashMap<String, Tensor>,
+    output_dir: Option<&Path>,
+    stats: bool,
+) -> Result<()> {
+    let bytes = read_artifact(path)?;
+    let prepared =
+        kiln::backend::Prepared::from_artifact(&bytes, &kiln::backend::PrepareOptions { threads })
+            .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let s = prepared.session().ok_or_else(|| anyhow!("not a session"))?;
+    let (given, notes) = artifact_inputs(s, given, &[], BackendArg::Cpu)?;
+    for n in &notes {
+        println!("note: {n}");
+    }
+    let t0 = Instant::now();
+    let outs = prepared.run(&given)?;
+    let dt = t0.elapsed();
+    for (name, t) in &outs {
+        println!("{}", summarize(name, t));
+    }
+    println!(
+        "ran {} steps from {} on the cpu backend in {:.2} ms (loaded in {:.2} ms)",
+        s.executor().program().steps.len(),
+        path.display(),
+        dt.as_secs_f64() * 1e3,
+        prepared.compile_ms
+    );
+    if stats {
+        if let Some(p) = prepared.plan_summary() {
+            println!("plan: {p}");
+        }
+    }
+    if let Some(dir) = output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, t) in &outs {
+            let p = dir.join(format!("{}.npy", sanitize(name)));
+            kiln::npy::write(&p, t).map_err(|e| anyhow!(e))?;
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn compile(
+    path: &Path,
+    out: &Path,
+    level: &str,
+    dims: &[String],
+    target: TargetArg,
+    fallback: bool,
+) -> Result<()> {
+    use kiln::runtime::artifact::{TargetSignature, WriteOptions};
+    use kiln::runtime::gemm::Isa;
+    let level = level.trim_start_matches('-').to_string();
+    kiln::compiler::passes::Pipeline::level(&level)?;
+    let mut m = load_any(path, dims)?;
+    let unbound: BTreeMap<String, usize> = m.graph.symbols().into_iter().map(|s| (s, 1)).collect();
+    for k in unbound.keys() {
+        eprintln!("note: dimension {k} is not bound; using {k}=1 (pass --dim {k}=...)");
+    }
+    if !unbound.is_empty() {
+        m.graph.bind_dims(&unbound)?;
+    }
+    let target = match target {
+        TargetArg::Cpu => TargetSignature::any_cpu(),
+        TargetArg::CpuAvx2 => TargetSignature::for_isa(Isa::Avx2, fallback),
+        TargetArg::CpuAvx512 => TargetSignature::for_isa(Isa::Avx512, fallback),
+    };
+    let opts = WriteOptions {
+        target,
+        producer: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+    };
+    let t0 = Instant::now();
+    let (bytes, stats) = kiln::backend::compile_artifact(m, &level, &opts)
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    let a = kiln::runtime::artifact::Artifact::from_bytes(&bytes)?;
+    let w = a.weight_bytes();
+    println!(
+        "wrote {}: {} bytes ({} of weights, {:+.2}% over them), {} kernels, {} steps, target {}, in {ms:.1} ms (groups fused {}, split {})",
+        out.display(),
+        bytes.len(),
+        w,
+        (bytes.len() as f64 / w.max(1) as f64 - 1.0) * 100.0,
+        a.program.kernels.len(),
+        a.program.steps.len(),
+        a.target,
+        stats.groups_fused,
+        stats.groups_split
+    );
+    Ok(())
+}
+
+fn inspect(path: &Path, full_kernels: bool) -> Result<()> {
+    use kiln::runtime::artifact::{self, Artifact};
+    let bytes = read_artifact(path)?;
+    let a = Artifact::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let h = &a.header;
+    println!("{}: kiln artifact, {} bytes", path.display(), bytes.len());
+    println!(
+        "header: format {}.{} (this kiln reads {}.x), producer `{}`, header crc32 {:#010x}, table crc32 {:#010x}",
+        h.major,
+        h.minor,
+        artifact::FORMAT_MAJOR,
+        a.producer,
+        h.header_crc,
+        h.table_crc
+    );
+    println!("target: {}", a.target);
+    match a.target.select_isa() {
+        Ok(isa) => println!("  on this CPU: loads with the {isa} GEMM/conv kernels"),
+        Err(e) => println!("  on this CPU: {e}"),
+    }
+    println!("sections ({}):", h.sections.len());
+    for s in &h.sections {
+        println!(
+            "  {:<8} offset {:>10}  size {:>10}  crc32 {:#010x}",
+            s.name(),
+            s.offset,
+            s.len,
+            s.crc32
+        );
+    }
+    let p = &a.program;
+    let g = &p.graph;
+    println!("inputs:");
+    for &v in g.inputs() {
+        let val = g.value(v);
+        println!("  {}: {}", val.name.as_deref().unwrap_or("?"), val.ty);
+    }
+    println!("outputs:");
+    for (name, v) in g.outputs() {
+        println!("  {name}: {}", g.value(*v).ty);
+    }
+    println!("graph: {} nodes, {} values", g.node_count(), g.num_values());
+    println!("kernels: {}", p.kernels.len());
+    for (k, kern) in p.kernels.iter().enumerate() {
+        if full_kernels {
+            print!("  #{k} {kern}");
+        } else {
+            println!(
+                "  #{k} {}: {} buffers, outer {:?}, inner {}, {} exprs, {} stmts",
+                kern.name,
+                kern.bufs.len(),
+                kern.outer,
+                kern.inner,
+                kern.exprs.len(),
+                kern.stmts.len()
+            );
+        }
+    }
+    println!(
+        "steps: {} ({}); arena {} bytes ({} without reuse)",
+        p.steps.len(),
+        p.summary(),
+        p.arena_bytes,
+        p.unplanned_bytes
+    );
+    let w = a.weight_bytes();
+    println!(
+        "weights: {} tensors, {w} bytes ({:.2} MiB); the file is {:+.2}% over them",
+        a.weights.0.len(),
+        w as f64 / (1024.0 * 1024.0),
+        (bytes.len() as f64 / w.max(1) as f64 - 1.0) * 100.0
+    );
+    Ok(())
 }
 
 fn is_onnx(p: &Path) -> bool {
@@ -361,7 +664,7 @@ fn read_input(path: &Path) -> Result<Tensor> {
 
 fn conformance(
     dir: &Path,
-    backend: BackendArg,
+    backend: kiln::backend::Backend,
     report: Option<PathBuf>,
     markdown: Option<PathBuf>,
     filter: Option<String>,
@@ -372,7 +675,6 @@ fn conformance(
     if !dir.is_dir() {
         bail!("{}: no such directory (regenerate the test data with tests/conformance/gen_onnx_tests.py)", dir.display());
     }
-    let backend: conf::Backend = backend.into();
     if let Some(level) = &opt {
         kiln::compiler::passes::Pipeline::level(level)?;
     }
@@ -521,6 +823,37 @@ fn bench(
 ) -> Result<()> {
     if opts.iters == 0 {
         bail!("--iters must be at least 1");
+    }
+    if is_artifact_file(path) {
+        // Loading is timed from reading the file.
+        let t0 = Instant::now();
+        let bytes = read_artifact(path)?;
+        let prepared = kiln::backend::Prepared::from_artifact(
+            &bytes,
+            &kiln::backend::PrepareOptions {
+                threads: opts.threads,
+            },
+        )
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let s = prepared.session().ok_or_else(|| anyhow!("not a session"))?;
+        let backend = match opts.backend {
+            kiln::backend::Backend::Ref => BackendArg::Ref,
+            _ => BackendArg::Cpu,
+        };
+        let (given, notes) = artifact_inputs(s, read_inputs(inputs)?, dims, backend)?;
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+        let mut o = opts.clone();
+        o.backend = kiln::backend::Backend::Cpu;
+        let report = kiln::bench::bench_prepared(&prepared, load_ms, &given, &o)?;
+        if json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_text(&path.display().to_string()));
+        }
+        return Ok(());
     }
     let mut m = if is_onnx(path) {
         load_onnx(path, dims)?

@@ -586,3 +586,139 @@ fn run_stats_reports_the_plan() {
     assert!(peak > 0 && peak < all, "{line}");
     assert!(line.contains("conv 6"), "{line}");
 }
+
+/// `kiln compile` → `kiln inspect` → `kiln run model.kiln` on every example:
+/// the artifact's outputs are the in-memory CPU backend's, bit for bit.
+#[test]
+fn compile_inspect_and_run_every_example_as_an_artifact() {
+    let dir = tmpdir("artifact");
+    for m in models() {
+        let stem = m.file_stem().unwrap().to_str().unwrap().to_string();
+        let art = dir.join(format!("{stem}.kiln"));
+        let o = kiln(&[
+            "compile",
+            m.to_str().unwrap(),
+            "--dim",
+            "N=2",
+            "-o",
+            art.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{stem}: {}", stderr(&o));
+        assert!(stdout(&o).contains("wrote "), "{}", stdout(&o));
+        let o = kiln(&["inspect", art.to_str().unwrap()]);
+        assert!(o.status.success(), "{stem}: {}", stderr(&o));
+        let text = stdout(&o);
+        for want in [
+            "header: format 1.0",
+            "target: cpu",
+            "  meta ",
+            "  graph ",
+            "  kernels ",
+            "  plan ",
+            "  weights ",
+            "  ptx ",
+            "inputs:\n  x: f32[2,",
+            "outputs:",
+            "kernels: ",
+            "steps: ",
+            "weights: ",
+        ] {
+            assert!(text.contains(want), "{stem}: no `{want}` in\n{text}");
+        }
+        // Run the artifact (named without its extension: detected by magic)
+        // and the model itself, writing the outputs.
+        let renamed = dir.join(format!("{stem}.bin"));
+        std::fs::copy(&art, &renamed).unwrap();
+        let (a_out, m_out) = (dir.join(format!("{stem}-a")), dir.join(format!("{stem}-m")));
+        let o = kiln(&[
+            "run",
+            renamed.to_str().unwrap(),
+            "--output-dir",
+            a_out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{stem}: {}", stderr(&o));
+        let o = kiln(&[
+            "run",
+            m.to_str().unwrap(),
+            "--dim",
+            "N=2",
+            "--output-dir",
+            m_out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{stem}: {}", stderr(&o));
+        for e in std::fs::read_dir(&m_out).unwrap() {
+            let name = e.unwrap().file_name();
+            let (x, y) = (
+                std::fs::read(m_out.join(&name)).unwrap(),
+                std::fs::read(a_out.join(&name)).unwrap(),
+            );
+            assert!(x == y, "{stem}: {name:?} differs through the artifact");
+        }
+        let o = kiln(&["bench", art.to_str().unwrap(), "--iters", "2", "--json"]);
+        assert!(o.status.success(), "{stem}: {}", stderr(&o));
+        assert!(stdout(&o).contains("\"median_ms\""), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn corrupt_artifacts_are_clear_errors() {
+    let dir = tmpdir("artifact-bad");
+    let m = models()
+        .into_iter()
+        .find(|p| p.ends_with("mlp.kir"))
+        .unwrap();
+    let art = dir.join("mlp.kiln");
+    let o = kiln(&[
+        "compile",
+        m.to_str().unwrap(),
+        "-o",
+        art.to_str().unwrap(),
+        "-O1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("dimension N is not bound; using N=1"),
+        "{}",
+        stderr(&o)
+    );
+    let bytes = std::fs::read(&art).unwrap();
+    // A flipped weight byte: the weights checksum.
+    let mut b = bytes.clone();
+    let last = b.len() - 100;
+    b[last] ^= 1;
+    let bad = dir.join("flipped.kiln");
+    std::fs::write(&bad, &b).unwrap();
+    for cmd in ["run", "inspect", "bench"] {
+        let e = assert_clean_failure(&kiln(&[cmd, bad.to_str().unwrap()]));
+        assert!(
+            e.contains("checksum mismatch in the weights section"),
+            "{cmd}: {e}"
+        );
+    }
+    // Truncated.
+    let cut = dir.join("cut.kiln");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = assert_clean_failure(&kiln(&["run", cut.to_str().unwrap()]));
+    assert!(e.contains("truncated artifact"), "{e}");
+    // Not an artifact at all.
+    let e = assert_clean_failure(&kiln(&["inspect", m.to_str().unwrap()]));
+    assert!(e.contains("bad magic"), "{e}");
+    // Options that make no sense for an artifact.
+    let e = assert_clean_failure(&kiln(&["run", art.to_str().unwrap(), "--dim", "N=4"]));
+    assert!(e.contains("fixed when it is compiled"), "{e}");
+    let e = assert_clean_failure(&kiln(&["run", art.to_str().unwrap(), "--backend", "ref"]));
+    assert!(e.contains("cpu backend"), "{e}");
+    // A wrong input shape names the input.
+    let x = dir.join("x.npy");
+    kiln::npy::write(&x, &kiln::ir::Tensor::f32(&[1, 3], vec![0.0; 3])).unwrap();
+    let e = assert_clean_failure(&kiln(&[
+        "run",
+        art.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+    ]));
+    assert!(
+        e.contains("input `x`: expected f32[1,784], got f32[1,3]"),
+        "{e}"
+    );
+}

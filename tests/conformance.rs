@@ -1,7 +1,7 @@
 //! CI guard for ONNX conformance: every test in the committed manifest
 //! (`tests/conformance/expected_pass.txt`) must still pass on the reference
 //! backend, and on the CPU backend (fused JIT kernels, native GEMM/conv,
-//! memory plan). New passes are added with
+//! memory plan), also through a `.kiln` artifact round trip. New passes are added with
 //! `kiln conformance DIR --write-manifest tests/conformance/expected_pass.txt`.
 //!
 //! The data comes from `KILN_ONNX_TESTS`, else `../shared/onnx-tests`; when
@@ -83,4 +83,15 @@ fn manifest_tests_still_pass_on_ref_after_o2() {
 #[test]
 fn manifest_tests_still_pass_on_cpu() {
     check_manifest(Backend::Cpu, None);
+}
+
+/// The artifact round trip: each manifest model compiled at -O2, written as
+/// `.kiln` bytes, loaded into a `Session` and run must pass too, so the
+/// score through an artifact equals the in-memory CPU score (every manifest
+/// test, as `manifest_tests_still_pass_on_cpu` checks). Both are kept: they
+/// share the executor but not the graph's path (in memory, or printed,
+/// parsed back and rebound by the loader).
+#[test]
+fn manifest_tests_still_pass_via_artifact() {
+    check_manifest(Backend::CpuArtifact, None);
 }

@@ -349,6 +349,130 @@ impl Out {
     }
 }
 
+/// Constants bigger than this many bytes, held like weights, are written
+/// to the weights section (raw bytes) rather than inline in the graph text.
+const INLINE_CONST_BYTES: usize = 64;
+
+/// Move the data of large constants that the plan holds like weights
+/// (`Loc::Param`, named by no step) out of the graph: each becomes a param
+/// `const.K` whose weight is the constant's tensor. The executor treats
+/// both the same, and the graph text stays small.
+fn externalize_constants(prog: &Program, weights: &Weights) -> (Program, Weights) {
+    let mut g = prog.graph.clone();
+    // Fusion groups print as comments the parser drops: leave them out.
+    for n in g.node_ids() {
+        g.node_mut(n).group = None;
+    }
+    let mut w = weights.clone();
+    let mut locs = prog.locs.clone();
+    let named: std::collections::HashSet<NodeId> = prog
+        .steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::MatMul { node, .. } | Step::Conv { node, .. } => vec![*node],
+            Step::Pool { node } | Step::Ref { node } | Step::Alias { node } => vec![*node],
+            Step::Kernel { .. } => vec![],
+        })
+        .collect();
+    let mut used: std::collections::HashSet<String> = g
+        .inputs()
+        .iter()
+        .chain(g.params())
+        .filter_map(|&v| g.value(v).name.clone())
+        .collect();
+    let mut remap: std::collections::HashMap<ValueId, ValueId> = Default::default();
+    let mut removed: std::collections::HashSet<NodeId> = Default::default();
+    let order = g.order().unwrap_or_else(|_| g.node_ids());
+    let mut k = 0usize;
+    for n in order {
+        let node = g.node(n);
+        let (Op::Constant(c), [out]) = (&node.op, node.outputs.as_slice()) else {
+            continue;
+        };
+        let out = *out;
+        let bytes = c.value.len() * c.value.dtype().size_bytes();
+        if bytes <= INLINE_CONST_BYTES || prog.loc(out) != Loc::Param || named.contains(&n) {
+            continue;
+        }
+        let name = loop {
+            let cand = format!("const.{k}");
+            k += 1;
+            if used.insert(cand.clone()) {
+                break cand;
+            }
+        };
+        let t = c.value.clone();
+        let p = g.add_param(name.clone(), g.value(out).ty.clone());
+        w.insert(name, t);
+        g.replace_all_uses(out, p);
+        g.remove_node(n);
+        locs.resize(g.num_values(), Loc::None);
+        locs[p.index()] = Loc::Param;
+        locs[out.index()] = Loc::None;
+        remap.insert(out, p);
+        removed.insert(n);
+    }
+    let v = |x: &ValueId| *remap.get(x).unwrap_or(x);
+    let ns = |x: &[NodeId]| -> Vec<NodeId> {
+        x.iter().copied().filter(|n| !removed.contains(n)).collect()
+    };
+    let epi = |e: &Option<Epilogue>| {
+        e.as_ref().map(|e| Epilogue {
+            kernel: e.kernel,
+            args: e.args.iter().map(|a| a.as_ref().map(v)).collect(),
+        })
+    };
+    let steps = prog
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::Kernel {
+                kernel,
+                args,
+                nodes,
+            } => Step::Kernel {
+                kernel: *kernel,
+                args: args.iter().map(v).collect(),
+                nodes: ns(nodes),
+            },
+            Step::MatMul {
+                node,
+                out,
+                epilogue,
+                nodes,
+            } => Step::MatMul {
+                node: *node,
+                out: v(out),
+                epilogue: epi(epilogue),
+                nodes: ns(nodes),
+            },
+            Step::Conv {
+                node,
+                out,
+                epilogue,
+                nodes,
+            } => Step::Conv {
+                node: *node,
+                out: v(out),
+                epilogue: epi(epilogue),
+                nodes: ns(nodes),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    (
+        Program {
+            graph: g,
+            kernels: prog.kernels.clone(),
+            steps,
+            locs,
+            arena_bytes: prog.arena_bytes,
+            unplanned_bytes: prog.unplanned_bytes,
+        },
+        w,
+    )
+}
+
 /// The program with its graph replaced by `parse(print(graph))` and every
 /// id remapped to that graph's numbering, which is what a reader gets back.
 fn canonicalize(prog: &Program) -> Result<(String, Program), ArtifactError> {
@@ -520,25 +644,33 @@ fn def_code(g: &Graph, v: ValueId) -> (u8, u32, u32) {
     }
 }
 
-fn encode_plan(p: &Program) -> Vec<u8> {
-    let g = &p.graph;
+/// A CRC32 of the graph's numbering: per value its definition (input
+/// position, param, or node id and output index), per node its id and op.
+/// Equal digests mean the ids the plan uses bind to the same things.
+fn binding_digest(g: &Graph) -> u32 {
     let mut o = Out::default();
-    o.u64(p.arena_bytes as u64);
-    o.u64(p.unplanned_bytes as u64);
-    // Binding table: how the parsed graph must number its values and nodes.
-    o.idx(g.num_values());
     for i in 0..g.num_values() {
         let (t, a, b) = def_code(g, ValueId::from_index(i));
         o.u8(t);
         o.u32(a);
         o.u32(b);
     }
-    let ids = g.node_ids();
-    o.idx(ids.len());
-    for n in ids {
+    for n in g.node_ids() {
         o.idx(n.index());
         o.str(g.node(n).op.spelling());
     }
+    crc32fast::hash(&o.0)
+}
+
+fn encode_plan(p: &Program) -> Vec<u8> {
+    let g = &p.graph;
+    let mut o = Out::default();
+    o.u64(p.arena_bytes as u64);
+    o.u64(p.unplanned_bytes as u64);
+    // How the parsed graph must number its values and nodes.
+    o.idx(g.num_values());
+    o.idx(g.node_count());
+    o.u32(binding_digest(g));
     for l in &p.locs {
         match *l {
             Loc::None => o.u8(0),
@@ -677,8 +809,10 @@ pub fn write(
     weights: &Weights,
     opts: &WriteOptions,
 ) -> Result<Vec<u8>, ArtifactError> {
-    let (text, prog) = canonicalize(program)?;
+    let (program, weights) = externalize_constants(program, weights);
+    let (text, prog) = canonicalize(&program)?;
     validate_program(&prog).map_err(|e| ArtifactError::Write(e.to_string()))?;
+    let weights = &weights;
     let sections: Vec<(SectionKind, Vec<u8>)> = vec![
         (SectionKind::Meta, encode_meta(opts)),
         (SectionKind::Graph, text.into_bytes()),
@@ -1057,41 +1191,17 @@ fn decode_plan(b: &[u8], g: Graph, kernels: Vec<Kernel>) -> Result<Program, Arti
     let mut r = Rd::new(b, "plan");
     let arena_bytes = r.usize()?;
     let unplanned_bytes = r.usize()?;
-    // The binding table must describe the graph exactly as parsed.
-    let nv = r.count(9)?;
-    if nv != g.num_values() {
+    // The ids below must bind to the graph exactly as parsed.
+    let nv = r.count(1)?;
+    let nn = r.u32()? as usize;
+    let digest = r.u32()?;
+    if nv != g.num_values() || nn != g.node_count() || digest != binding_digest(&g) {
         return r.fail(format!(
-            "the plan expects {nv} values, the graph section defines {}",
-            g.num_values()
+            "the graph section numbers its values and nodes differently than the plan expects ({} values, {} nodes, binding digest {:#010x}; the plan was written for {nv}, {nn}, {digest:#010x})",
+            g.num_values(),
+            g.node_count(),
+            binding_digest(&g)
         ));
-    }
-    for i in 0..nv {
-        let want = (r.u8()?, r.u32()?, r.u32()?);
-        let got = def_code(&g, ValueId::from_index(i));
-        if want != got {
-            return r.fail(format!(
-                "value {i} is bound differently in the graph section ({got:?}) than the plan expects ({want:?})"
-            ));
-        }
-    }
-    let nn = r.count(8)?;
-    let ids = g.node_ids();
-    if nn != ids.len() {
-        return r.fail(format!(
-            "the plan expects {nn} nodes, the graph section has {}",
-            ids.len()
-        ));
-    }
-    for &id in &ids {
-        let i = r.u32()? as usize;
-        let op = r.str()?;
-        if i != id.index() || op != g.node(id).op.spelling() {
-            return r.fail(format!(
-                "node {} ({}) is not the plan's node {i} ({op})",
-                id.index(),
-                g.node(id).op.spelling()
-            ));
-        }
     }
     let mut locs = Vec::with_capacity(nv);
     for _ in 0..nv {
@@ -1427,8 +1537,15 @@ fn decode_weights(b: &[u8], g: &Graph) -> Result<Weights, ArtifactError> {
                 ),
             });
         };
-        let t = Tensor::from_le_bytes(dtype, &shape, data)
-            .map_err(|e| malformed("weights", format!("weight `{name}`: {e}")))?;
+        let t = if dtype == DType::F32 && cfg!(target_endian = "little") {
+            // One memcpy (the length is checked above).
+            let mut v = vec![0f32; len / 4];
+            bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(data);
+            Tensor::f32(&shape, v)
+        } else {
+            Tensor::from_le_bytes(dtype, &shape, data)
+                .map_err(|e| malformed("weights", format!("weight `{name}`: {e}")))?
+        };
         if w.0.insert(name.clone(), t).is_some() {
             return r.fail(format!("weight `{name}` appears twice"));
         }

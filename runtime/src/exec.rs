@@ -215,6 +215,24 @@ fn f32_slice(t: &Tensor) -> Option<&[f32]> {
 impl Executor {
     /// Prepare `prog` with its weights.
     pub fn new(prog: Program, weights: &Weights, opts: &ExecOptions) -> Result<Self, ExecError> {
+        Executor::prepare(prog, |name| weights.get(name).cloned(), opts)
+    }
+
+    /// Like [`Executor::new`], taking the weights by value so that they are
+    /// moved rather than copied (what loading an artifact wants).
+    pub fn new_owned(
+        prog: Program,
+        mut weights: Weights,
+        opts: &ExecOptions,
+    ) -> Result<Self, ExecError> {
+        Executor::prepare(prog, |name| weights.0.remove(name), opts)
+    }
+
+    fn prepare(
+        prog: Program,
+        mut take_weight: impl FnMut(&str) -> Option<Tensor>,
+        opts: &ExecOptions,
+    ) -> Result<Self, ExecError> {
         let t0 = Instant::now();
         let g = &prog.graph;
         if prog.locs.len() != g.num_values() {
@@ -244,7 +262,7 @@ impl Executor {
         for &v in g.params() {
             let val = g.value(v);
             let name = val.name.clone().unwrap_or_default();
-            let t = weights.get(&name).ok_or_else(|| ExecError::Param {
+            let t = take_weight(&name).ok_or_else(|| ExecError::Param {
                 name: name.clone(),
                 msg: "no weight given".into(),
             })?;
@@ -260,7 +278,7 @@ impl Executor {
                 Tensor::F32(a) if a.as_slice().is_none() => {
                     Tensor::F32(a.as_standard_layout().into_owned())
                 }
-                other => other.clone(),
+                other => other,
             };
             params[v.index()] = Some(t);
         }

@@ -190,6 +190,14 @@ impl Session {
         weights: &Weights,
         opts: &ExecOptions,
     ) -> Result<Session, SessionError> {
+        Session::build(program, |p, o| Executor::new(p, weights, o), opts)
+    }
+
+    fn build(
+        program: Program,
+        exec: impl FnOnce(Program, &ExecOptions) -> Result<Executor, ExecError>,
+        opts: &ExecOptions,
+    ) -> Result<Session, SessionError> {
         let g = &program.graph;
         let inputs = g
             .inputs()
@@ -201,7 +209,7 @@ impl Session {
             .iter()
             .map(|(name, v)| io_info(&program, *v, name))
             .collect::<Result<Vec<_>, _>>()?;
-        let exec = Executor::new(program, weights, opts)?;
+        let exec = exec(program, opts)?;
         Ok(Session {
             exec,
             inputs,
@@ -212,10 +220,20 @@ impl Session {
     /// Load a `.kiln` artifact from memory (see [`crate::artifact`]).
     pub fn from_bytes(bytes: &[u8], opts: &SessionOptions) -> Result<Session, SessionError> {
         let art = crate::artifact::Artifact::from_bytes(bytes)?;
+        Session::from_artifact(art, opts)
+    }
+
+    /// A session over a decoded artifact, on the ISA its target selects for
+    /// this CPU (the weights are moved into the executor, not copied).
+    pub fn from_artifact(
+        art: crate::artifact::Artifact,
+        opts: &SessionOptions,
+    ) -> Result<Session, SessionError> {
         let isa = art.target.select_isa()?;
-        Session::with_exec_options(
+        let weights = art.weights;
+        Session::build(
             art.program,
-            &art.weights,
+            |p, o| Executor::new_owned(p, weights, o),
             &ExecOptions {
                 threads: opts.threads,
                 isa: Some(isa),

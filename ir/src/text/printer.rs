@@ -13,6 +13,21 @@ fn quote_name(s: &str) -> String {
     }
 }
 
+/// A graph or output name: a bare word when the lexer reads it as one
+/// (letters, digits, `_`, not starting with a digit), else quoted.
+fn quote_word(s: &str) -> String {
+    let mut chars = s.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
+}
+
 /// Print `g` in canonical form. A graph that fails to order (a cycle) still
 /// prints, with the unordered nodes in id order, so it can be inspected.
 pub fn print(g: &Graph) -> String {
@@ -72,7 +87,7 @@ pub fn print(g: &Graph) -> String {
     let _ = writeln!(
         s,
         "graph {} {{",
-        quote_name(if g.name.is_empty() { "main" } else { &g.name })
+        quote_word(if g.name.is_empty() { "main" } else { &g.name })
     );
     for &v in g.inputs() {
         let _ = writeln!(s, "  input {}: {}", name_of(v), g.value(v).ty);
@@ -112,7 +127,7 @@ pub fn print(g: &Graph) -> String {
         s.push('\n');
     }
     for (name, v) in g.outputs() {
-        let _ = writeln!(s, "  output {} = {}", quote_name(name), name_of(*v));
+        let _ = writeln!(s, "  output {} = {}", quote_word(name), name_of(*v));
     }
     for (k, (_, kind)) in group_kind.iter().enumerate() {
         let size = group_num
