@@ -710,3 +710,62 @@ pub extern "C" fn kiln_status_name(status: i32) -> *const c_char {
     };
     s.as_ptr()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: `kiln_last_error` returns a NUL-terminated string that
+        // lives until the next failing call on this thread.
+        unsafe { CStr::from_ptr(kiln_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let st = guard(|| panic!("boom {}", 42));
+        assert_eq!(st, kiln_status::KILN_ERR_PANIC);
+        assert_eq!(last_error(), "internal error (panic): boom 42");
+        let st = guard(|| Err(invalid("bad")));
+        assert_eq!(st, kiln_status::KILN_ERR_INVALID_ARGUMENT);
+        assert_eq!(last_error(), "bad");
+    }
+
+    #[test]
+    fn null_and_garbage_are_errors() {
+        let mut s: *mut kiln_session = std::ptr::null_mut();
+        // SAFETY: valid pointers or null, as the contract allows.
+        unsafe {
+            assert_eq!(
+                kiln_session_load_bytes(b"nope".as_ptr(), 4, 1, &mut s),
+                kiln_status::KILN_ERR_FORMAT
+            );
+            assert!(s.is_null());
+            let mut n = 0usize;
+            assert_eq!(
+                kiln_session_input_count(std::ptr::null(), &mut n),
+                kiln_status::KILN_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                kiln_session_run(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null_mut(),
+                    0
+                ),
+                kiln_status::KILN_ERR_INVALID_ARGUMENT
+            );
+            kiln_session_free(std::ptr::null_mut());
+        }
+        assert_eq!(last_error(), "`session` is null");
+        // SAFETY: static NUL-terminated strings.
+        let name = unsafe { CStr::from_ptr(kiln_status_name(3)) };
+        assert_eq!(name.to_str().unwrap(), "KILN_ERR_FORMAT");
+        // SAFETY: as above.
+        let v = unsafe { CStr::from_ptr(kiln_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}
