@@ -178,12 +178,14 @@ fn bad_views_are_errors_naming_the_input_or_output() {
     let good_in = [TensorView::f32(&x, &xs)];
     assert_eq!(s.outputs()[0].name, "logits");
     assert_eq!(s.outputs()[1].name, "probs");
-    let mut outs = [
-        TensorViewMut::f32(&mut l, &os),
-        TensorViewMut::f32(&mut p, &os),
-    ];
-    s.run_into(&good_in, &mut outs).unwrap();
-    drop(outs);
+    s.run_into(
+        &good_in,
+        &mut [
+            TensorViewMut::f32(&mut l, &os),
+            TensorViewMut::f32(&mut p, &os),
+        ],
+    )
+    .unwrap();
     let sum: f32 = p[..10].iter().sum();
     assert!((sum - 1.0).abs() < 1e-5, "softmax row sums to {sum}");
 
