@@ -33,12 +33,16 @@ use kiln_ir::{DType, Graph, NodeId, Op, Tensor, ValueId, Weights};
 use crate::conv::{Conv2d, Conv2dParams};
 use crate::gemm::{self, Ctx, EpilogueTile, Isa, Lhs, MatMut, MatRef, PackedB, Rhs};
 use crate::jit::{CompiledKernel, JitModule};
+use crate::session::TensorView;
+use crate::zero_copy::TensorViewMut;
 
 /// What can go wrong preparing or running a program.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("input `{name}`: {msg}")]
     Input { name: String, msg: String },
+    #[error("output `{name}`: {msg}")]
+    Output { name: String, msg: String },
     #[error("param `{name}`: {msg}")]
     Param { name: String, msg: String },
     #[error("node {label}: {msg}")]
@@ -123,6 +127,78 @@ impl<'a> Ptrs<'a> {
 
 fn dims_of(g: &Graph, v: ValueId) -> Vec<usize> {
     g.value(v).ty.shape.concrete().unwrap_or_default()
+}
+
+/// Where a run's inputs come from: named tensors, or views in graph-input
+/// order (already checked).
+#[derive(Clone, Copy)]
+enum Inputs<'a, 'b> {
+    Named(&'a HashMap<String, Tensor>),
+    Views(&'a [TensorView<'b>]),
+}
+
+fn value_name(g: &Graph, v: ValueId) -> String {
+    g.value(v).name.clone().unwrap_or_default()
+}
+
+/// A caller's view against value `v`'s declared type: dtype, shape, then
+/// byte length.
+fn check_view(
+    g: &Graph,
+    v: ValueId,
+    dtype: DType,
+    shape: &[usize],
+    bytes: usize,
+) -> Result<(), String> {
+    let ty = &g.value(v).ty;
+    let dims = dims_of(g, v);
+    if dtype != ty.dtype || shape != dims.as_slice() {
+        return Err(format!(
+            "expected {ty}, got {}",
+            kiln_ir::TensorType::concrete(dtype, shape)
+        ));
+    }
+    let want = dims
+        .iter()
+        .try_fold(ty.dtype.size_bytes(), |a, &d| a.checked_mul(d));
+    if want != Some(bytes) {
+        return Err(format!(
+            "{ty} needs {} bytes, the buffer has {bytes}",
+            want.map_or("too many".to_string(), |w| w.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// Little-endian f32 bytes as f32s in place (None: not aligned, or a
+/// big-endian host, so the caller copies).
+fn bytes_as_f32(b: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(b).ok()
+    } else {
+        None
+    }
+}
+
+/// As [`bytes_as_f32`], writable.
+fn bytes_as_f32_mut(b: &mut [u8]) -> Option<&mut [f32]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice_mut(b).ok()
+    } else {
+        None
+    }
+}
+
+fn f32s_from_le(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn f32s_to_le(src: &[f32], dst: &mut [u8]) {
+    for (d, s) in dst.chunks_exact_mut(4).zip(src) {
+        d.copy_from_slice(&s.to_le_bytes());
+    }
 }
 
 fn label(g: &Graph, n: NodeId) -> String {
@@ -218,7 +294,36 @@ impl Executor {
                 }
             }
         }
+        let is_input: Vec<bool> = {
+            let mut b = vec![false; g.num_values()];
+            g.inputs().iter().for_each(|v| b[v.index()] = true);
+            b
+        };
+        let is_output: Vec<bool> = {
+            let mut b = vec![false; g.num_values()];
+            g.outputs().iter().for_each(|(_, v)| b[v.index()] = true);
+            b
+        };
         for (i, l) in prog.locs.iter().enumerate() {
+            // Kernels, the arena and the caller's buffers hold f32 only, and
+            // only graph inputs (outputs) live in the caller's inputs (outputs).
+            let v = ValueId::from_index(i);
+            let bad = match l {
+                Loc::Arena { .. } | Loc::Input | Loc::Output
+                    if g.value(v).ty.dtype != DType::F32 =>
+                {
+                    Some("holds f32 only")
+                }
+                Loc::Input if !is_input[i] => Some("is not a graph input"),
+                Loc::Output if !is_output[i] => Some("is not a graph output"),
+                _ => None,
+            };
+            if let Some(why) = bad {
+                return Err(ExecError::Program(format!(
+                    "value {i} ({}) at {l:?}: that location {why}",
+                    g.value(v).ty
+                )));
+            }
             if let Loc::Arena { offset, len } = *l {
                 if offset % 4 != 0 || offset.checked_add(len).is_none_or(|e| e > prog.arena_bytes) {
                     return Err(ExecError::Program(format!(
@@ -399,7 +504,58 @@ impl Executor {
                 });
             }
         }
-        self.with_arena(|arena| self.run_in(arena, inputs, None))
+        self.with_arena(|arena| self.run_in(arena, Inputs::Named(inputs), None, None))
+    }
+
+    /// The zero-copy run: `inputs` in graph-input order are read where the
+    /// caller keeps them, and each f32 output a step computes is written
+    /// straight into its `outputs` buffer (graph-output order); other
+    /// outputs (non-f32, weights, inputs passed through, reshapes) are
+    /// copied in once at the end. Every view is checked first (count,
+    /// dtype, shape, byte length; errors name the input or output). A
+    /// buffer not 4-byte aligned is staged through a copy. On error the
+    /// output buffers may hold partial results.
+    pub fn run_into(
+        &self,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<(), ExecError> {
+        let g = &self.prog.graph;
+        let names = |vs: &mut dyn Iterator<Item = String>| {
+            vs.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        };
+        if inputs.len() != g.inputs().len() {
+            return Err(ExecError::Program(format!(
+                "expected {} inputs ({}), got {}",
+                g.inputs().len(),
+                names(&mut g.inputs().iter().map(|&v| value_name(g, v))),
+                inputs.len()
+            )));
+        }
+        if outputs.len() != g.outputs().len() {
+            return Err(ExecError::Program(format!(
+                "expected {} output buffers ({}), got {}",
+                g.outputs().len(),
+                names(&mut g.outputs().iter().map(|(n, _)| n.clone())),
+                outputs.len()
+            )));
+        }
+        for (&v, t) in g.inputs().iter().zip(inputs) {
+            check_view(g, v, t.dtype, t.shape, t.data.len()).map_err(|msg| ExecError::Input {
+                name: value_name(g, v),
+                msg,
+            })?;
+        }
+        for ((name, v), t) in g.outputs().iter().zip(outputs.iter()) {
+            check_view(g, *v, t.dtype, t.shape, t.data.len()).map_err(|msg| ExecError::Output {
+                name: name.clone(),
+                msg,
+            })?;
+        }
+        self.with_arena(|arena| {
+            self.run_in(arena, Inputs::Views(inputs), Some(outputs), None)
+                .map(|_| ())
+        })
     }
 
     /// Like [`Executor::run`], also timing each step: `(label, kind, ms)`
@@ -409,7 +565,9 @@ impl Executor {
         inputs: &HashMap<String, Tensor>,
     ) -> Result<(Vec<(String, Tensor)>, StepTimes), ExecError> {
         let mut times = Vec::with_capacity(self.prog.steps.len());
-        let outs = self.with_arena(|arena| self.run_in(arena, inputs, Some(&mut times)))?;
+        let outs = self.with_arena(|arena| {
+            self.run_in(arena, Inputs::Named(inputs), None, Some(&mut times))
+        })?;
         let g = &self.prog.graph;
         let prof = self
             .prog
@@ -449,11 +607,15 @@ impl Executor {
         result
     }
 
+    /// Bind the inputs, run every step, and either return the outputs
+    /// (`outputs == None`) or leave them in the caller's buffers (then the
+    /// result is empty). Views were checked by `run_into`.
     fn run_in(
         &self,
         arena: &mut [f32],
-        inputs: &HashMap<String, Tensor>,
-        mut times: Option<&mut Vec<f64>>,
+        inputs: Inputs<'_, '_>,
+        mut outputs: Option<&mut [TensorViewMut<'_>]>,
+        times: Option<&mut Vec<f64>>,
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let g = &self.prog.graph;
         // 64-byte-aligned base.
@@ -464,108 +626,116 @@ impl Executor {
             ext: vec![std::ptr::null_mut(); g.num_values()],
         };
         let mut boxed: Vec<Option<Tensor>> = vec![None; g.num_values()];
-        // Inputs stay in the caller's tensors (copied only if not row-major).
-        let mut owned: Vec<Tensor> = Vec::new();
-        for &v in g.inputs() {
+        // Inputs stay in the caller's memory (copied only if not row-major,
+        // or not aligned for f32).
+        let mut owned: Vec<Vec<f32>> = Vec::new();
+        for (k, &v) in g.inputs().iter().enumerate() {
             let val = g.value(v);
-            let name = val.name.clone().unwrap_or_default();
-            let t = inputs.get(&name).ok_or_else(|| ExecError::Input {
+            let name = value_name(g, v);
+            let err = |msg: String| ExecError::Input {
                 name: name.clone(),
-                msg: "not given".into(),
-            })?;
-            let dims = dims_of(g, v);
-            if t.dtype() != val.ty.dtype || t.shape() != dims.as_slice() {
-                return Err(ExecError::Input {
-                    name,
-                    msg: format!("expected {}, got {}", val.ty, t.ty()),
-                });
-            }
-            match self.prog.loc(v) {
-                Loc::Input => {
-                    let Tensor::F32(a) = t else {
-                        unreachable!("dtype checked")
-                    };
-                    let p = match a.as_slice() {
-                        Some(sl) => sl.as_ptr(),
-                        None => {
-                            owned.push(Tensor::F32(a.as_standard_layout().into_owned()));
-                            match owned.last() {
-                                Some(Tensor::F32(c)) => c.as_ptr(),
-                                _ => unreachable!("just pushed"),
-                            }
-                        }
-                    };
-                    // Only ever read: the plan writes arena and output buffers.
-                    mem.ext[v.index()] = p as *mut f32;
-                }
-                Loc::Boxed => boxed[v.index()] = Some(t.clone()),
-                _ => {}
-            }
-        }
-        // Output buffers, handed back without a copy.
-        let mut out_bufs: Vec<(ValueId, Vec<f32>)> = Vec::new();
-        for (_, v) in g.outputs() {
-            if self.prog.loc(*v) == Loc::Output && mem.ext[v.index()].is_null() {
-                let mut buf = vec![0f32; dims_of(g, *v).iter().product()];
-                mem.ext[v.index()] = buf.as_mut_ptr();
-                out_bufs.push((*v, buf));
-            }
-        }
-        let ctx = match &self.pool {
-            Some(p) => Ctx::new(self.isa).with_pool(p),
-            None => Ctx::new(self.isa),
-        };
-        for (i, s) in self.prog.steps.iter().enumerate() {
-            let t0 = times.as_ref().map(|_| Instant::now());
-            let res = match s {
-                Step::Kernel { kernel, args, .. } => {
-                    let ptrs: Vec<*mut f32> = args.iter().map(|&v| self.ptr(&mem, v)).collect();
-                    self.run_kernel(*kernel, &ptrs)
-                }
-                Step::MatMul {
-                    node,
-                    out,
-                    epilogue,
-                    ..
-                } => match &self.natives[i] {
-                    Native::MatMul(p) => self.run_matmul(&ctx, &mem, *node, *out, epilogue, p),
-                    _ => Err("no matmul plan".into()),
-                },
-                Step::Conv {
-                    node,
-                    out,
-                    epilogue,
-                    ..
-                } => match &self.natives[i] {
-                    Native::Conv(p) => self.run_conv(&ctx, &mem, *node, *out, epilogue, p),
-                    _ => Err("no conv plan".into()),
-                },
-                Step::Ref { node } => self.run_ref(&mem, &mut boxed, *node),
-                Step::Pool { node } => match &self.natives[i] {
-                    Native::Pool(t) => {
-                        let n = g.node(*node);
-                        match (self.slice(&mem, n.inputs[0]), self.ptr(&mem, n.outputs[0])) {
-                            (Some(x), y) if !y.is_null() => {
-                                let len: usize = dims_of(g, n.outputs[0]).iter().product();
-                                // SAFETY: the output's own buffer of `len`
-                                // f32s, apart from the input (both live here).
-                                let y = unsafe { std::slice::from_raw_parts_mut(y, len) };
-                                crate::pool::pool(t, x, y, self.pool.as_ref())
-                            }
-                            _ => Err("a pool operand has no memory".into()),
-                        }
-                    }
-                    _ => Err("no pool plan".into()),
-                },
-                Step::Alias { .. } => Ok(()),
+                msg,
             };
-            if let Err(msg) = res {
-                let label = s.nodes().first().map(|&n| label(g, n)).unwrap_or_default();
-                return Err(ExecError::Node { label, msg });
+            let loc = self.prog.loc(v);
+            let p: *const f32 = match inputs {
+                Inputs::Named(map) => {
+                    let t = map.get(&name).ok_or_else(|| err("not given".into()))?;
+                    let dims = dims_of(g, v);
+                    if t.dtype() != val.ty.dtype || t.shape() != dims.as_slice() {
+                        return Err(err(format!("expected {}, got {}", val.ty, t.ty())));
+                    }
+                    match (loc, t) {
+                        (Loc::Input, Tensor::F32(a)) => match a.as_slice() {
+                            Some(sl) => sl.as_ptr(),
+                            None => {
+                                owned.push(a.iter().copied().collect());
+                                owned.last().map_or(std::ptr::null(), |o| o.as_ptr())
+                            }
+                        },
+                        (Loc::Boxed, _) => {
+                            boxed[v.index()] = Some(t.clone());
+                            std::ptr::null()
+                        }
+                        _ => std::ptr::null(),
+                    }
+                }
+                Inputs::Views(views) => {
+                    let t = views.get(k).ok_or_else(|| err("not given".into()))?;
+                    match loc {
+                        Loc::Input => match bytes_as_f32(t.data) {
+                            Some(sl) => sl.as_ptr(),
+                            None => {
+                                owned.push(f32s_from_le(t.data));
+                                owned.last().map_or(std::ptr::null(), |o| o.as_ptr())
+                            }
+                        },
+                        Loc::Boxed => {
+                            boxed[v.index()] =
+                                Some(Tensor::from_le_bytes(t.dtype, t.shape, t.data).map_err(err)?);
+                            std::ptr::null()
+                        }
+                        _ => std::ptr::null(),
+                    }
+                }
+            };
+            // Only ever read: the plan writes arena and output buffers.
+            mem.ext[v.index()] = p as *mut f32;
+        }
+        // Output buffers: the caller's (zero-copy run) or vectors handed
+        // back without a copy. `direct[k]`: output k is written in place.
+        let mut out_bufs: Vec<(ValueId, Vec<f32>)> = Vec::new();
+        let mut direct = vec![false; g.outputs().len()];
+        for (k, (_, v)) in g.outputs().iter().enumerate() {
+            if self.prog.loc(*v) != Loc::Output || !mem.ext[v.index()].is_null() {
+                continue;
             }
-            if let (Some(t), Some(t0)) = (times.as_mut(), t0) {
-                t.push(t0.elapsed().as_secs_f64() * 1e3);
+            if let Some(o) = outputs.as_mut().and_then(|o| o.get_mut(k)) {
+                if let Some(sl) = bytes_as_f32_mut(o.data) {
+                    mem.ext[v.index()] = sl.as_mut_ptr();
+                    direct[k] = true;
+                    continue;
+                }
             }
+            let mut buf = vec![0f32; dims_of(g, *v).iter().product()];
+            mem.ext[v.index()] = buf.as_mut_ptr();
+            out_bufs.push((*v, buf));
+        }
+        self.run_steps(&mem, &mut boxed, times)?;
+        if let Some(outputs) = outputs {
+            // Whatever was not written in place is copied in once.
+            for (k, (name, v)) in g.outputs().iter().enumerate() {
+                if direct[k] {
+                    continue;
+                }
+                let missing = || ExecError::Program(format!("output `{name}` was not computed"));
+                let first = g.outputs()[..k].iter().position(|(_, w)| w == v);
+                if let Some(j) = first.filter(|&j| direct[j]) {
+                    let (head, tail) = outputs.split_at_mut(k);
+                    tail[0].data.copy_from_slice(head[j].data);
+                    continue;
+                }
+                let dst = &mut outputs[k].data;
+                match out_bufs.iter().find(|(o, _)| o == v) {
+                    Some((_, buf)) => f32s_to_le(buf, dst),
+                    None => {
+                        let t = self.read(&mem, &boxed, *v).ok_or_else(missing)?;
+                        let bytes = t.to_le_bytes();
+                        if bytes.len() != dst.len() {
+                            return Err(ExecError::Output {
+                                name: name.clone(),
+                                msg: format!(
+                                    "{} bytes computed for a {}-byte buffer",
+                                    bytes.len(),
+                                    dst.len()
+                                ),
+                            });
+                        }
+                        dst.copy_from_slice(&bytes);
+                    }
+                }
+            }
+            drop(owned);
+            return Ok(Vec::new());
         }
         let mut outs: Vec<(String, Tensor)> = Vec::with_capacity(g.outputs().len());
         for (k, (name, v)) in g.outputs().iter().enumerate() {
@@ -592,6 +762,73 @@ impl Executor {
         }
         drop(owned);
         Ok(outs)
+    }
+
+    /// Run every step in order over bound memory.
+    fn run_steps(
+        &self,
+        mem: &Mem,
+        boxed: &mut [Option<Tensor>],
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<(), ExecError> {
+        let g = &self.prog.graph;
+        let ctx = match &self.pool {
+            Some(p) => Ctx::new(self.isa).with_pool(p),
+            None => Ctx::new(self.isa),
+        };
+        for (i, s) in self.prog.steps.iter().enumerate() {
+            let t0 = times.as_ref().map(|_| Instant::now());
+            let res = match s {
+                Step::Kernel { kernel, args, .. } => {
+                    let ptrs: Vec<*mut f32> = args.iter().map(|&v| self.ptr(mem, v)).collect();
+                    self.run_kernel(*kernel, &ptrs)
+                }
+                Step::MatMul {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                } => match &self.natives[i] {
+                    Native::MatMul(p) => self.run_matmul(&ctx, mem, *node, *out, epilogue, p),
+                    _ => Err("no matmul plan".into()),
+                },
+                Step::Conv {
+                    node,
+                    out,
+                    epilogue,
+                    ..
+                } => match &self.natives[i] {
+                    Native::Conv(p) => self.run_conv(&ctx, mem, *node, *out, epilogue, p),
+                    _ => Err("no conv plan".into()),
+                },
+                Step::Ref { node } => self.run_ref(mem, boxed, *node),
+                Step::Pool { node } => match &self.natives[i] {
+                    Native::Pool(t) => {
+                        let n = g.node(*node);
+                        match (self.slice(mem, n.inputs[0]), self.ptr(mem, n.outputs[0])) {
+                            (Some(x), y) if !y.is_null() => {
+                                let len: usize = dims_of(g, n.outputs[0]).iter().product();
+                                // SAFETY: the output's own buffer of `len`
+                                // f32s, apart from the input (both live here).
+                                let y = unsafe { std::slice::from_raw_parts_mut(y, len) };
+                                crate::pool::pool(t, x, y, self.pool.as_ref())
+                            }
+                            _ => Err("a pool operand has no memory".into()),
+                        }
+                    }
+                    _ => Err("no pool plan".into()),
+                },
+                Step::Alias { .. } => Ok(()),
+            };
+            if let Err(msg) = res {
+                let label = s.nodes().first().map(|&n| label(g, n)).unwrap_or_default();
+                return Err(ExecError::Node { label, msg });
+            }
+            if let (Some(t), Some(t0)) = (times.as_mut(), t0) {
+                t.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(())
     }
 
     /// Pointer to value `v`'s f32 data (null if it has none).

@@ -6,6 +6,7 @@
 //! protobuf.
 
 pub mod artifact;
+pub mod capi;
 pub mod conv;
 pub mod exec;
 pub mod gemm;
@@ -13,3 +14,4 @@ pub mod host;
 pub mod jit;
 pub mod pool;
 pub mod session;
+pub mod zero_copy;
