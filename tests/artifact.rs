@@ -420,3 +420,26 @@ fn the_runtime_does_not_depend_on_the_compiler_or_protobuf() {
         );
     }
 }
+
+/// Inputs the fuzzers (`runtime/fuzz`) found crashing the loader, kept as
+/// regressions: each, resealed as the fuzz target does, loads to an error.
+#[test]
+fn fuzz_regressions_load_to_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        kiln::runtime::artifact::reseal(&mut bytes);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            Session::from_bytes(&bytes, &SessionOptions { threads: 1 }).map(|_| ())
+        }));
+        match r {
+            Ok(Err(e)) => eprintln!("{}: {e}", path.display()),
+            Ok(Ok(())) => panic!("{} loaded", path.display()),
+            Err(_) => panic!("{} panicked the loader", path.display()),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}

@@ -289,6 +289,13 @@ impl Tensor {
     pub fn f32(shape: &[usize], data: Vec<f32>) -> Tensor {
         Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape matches data"))
     }
+    /// [`Tensor::f32`] for untrusted shapes: an error when `data` does not
+    /// fit `shape` or the shape overflows (a zero dim next to huge ones).
+    pub fn try_f32(shape: &[usize], data: Vec<f32>) -> Result<Tensor, String> {
+        Ok(Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?,
+        ))
+    }
     pub fn zeros(ty: &TensorType) -> Option<Tensor> {
         let dims = ty.shape.concrete()?;
         Some(Tensor::from_f64(ty.dtype, ArrayD::zeros(IxDyn(&dims))))
@@ -397,12 +404,12 @@ impl Tensor {
 
     /// Decode little-endian row-major bytes. Fails on a size mismatch.
     pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
         let w = dtype.size_bytes();
-        if bytes.len() != n * w {
+        let want = shape.iter().try_fold(w, |a, &d| a.checked_mul(d));
+        if want != Some(bytes.len()) {
             return Err(format!(
                 "expected {} bytes for {dtype}{:?}, found {}",
-                n * w,
+                want.map_or("more than usize::MAX".to_string(), |n| n.to_string()),
                 shape,
                 bytes.len()
             ));

@@ -1541,7 +1541,10 @@ fn decode_weights(b: &[u8], g: &Graph) -> Result<Weights, ArtifactError> {
             // One memcpy (the length is checked above).
             let mut v = vec![0f32; len / 4];
             bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(data);
-            Tensor::f32(&shape, v)
+            // Still fallible: a shape with a zero dim has no bytes however
+            // large its other dims, and ndarray refuses those that overflow.
+            Tensor::try_f32(&shape, v)
+                .map_err(|e| malformed("weights", format!("weight `{name}` {shape:?}: {e}")))?
         } else {
             Tensor::from_le_bytes(dtype, &shape, data)
                 .map_err(|e| malformed("weights", format!("weight `{name}`: {e}")))?
