@@ -443,3 +443,53 @@ fn fuzz_regressions_load_to_errors() {
     }
     assert!(seen >= 1);
 }
+
+/// `Artifact::read_file` (what `Session::load` uses: f32 weights streamed
+/// from the file into their tensors, the weights' checksum computed on the
+/// way) decodes exactly what `from_bytes` does, and refuses the same
+/// corruptions: flips in every section, truncations, a missing file.
+#[test]
+fn reading_a_file_matches_from_bytes_and_refuses_corruption() {
+    let bytes = compile(&example("resnet_block", 1));
+    let dir = std::env::temp_dir().join(format!("kiln-read-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.kiln");
+    std::fs::write(&path, &bytes).unwrap();
+    let a = Artifact::read_file(&path).unwrap();
+    let b = Artifact::from_bytes(&bytes).unwrap();
+    assert_eq!(a.weights.0.len(), b.weights.0.len());
+    for (name, t) in &b.weights.0 {
+        assert_eq!(bits(&a.weights.0[name]), bits(t), "{name}");
+    }
+    assert_eq!(a.program.steps, b.program.steps);
+
+    let h = artifact::read_header(&bytes).unwrap();
+    let mut tried = 0;
+    for s in &h.sections {
+        let r = s.offset as usize..(s.offset + s.len) as usize;
+        for i in sample(r, 24) {
+            let mut c = bytes.clone();
+            c[i] ^= 0x10;
+            std::fs::write(&path, &c).unwrap();
+            let res = catch_unwind(AssertUnwindSafe(|| Artifact::read_file(&path)));
+            match res {
+                Ok(Err(_)) => tried += 1,
+                Ok(Ok(_)) => panic!("a flip at byte {i} ({}) loaded", s.name()),
+                Err(_) => panic!("a flip at byte {i} ({}) panicked", s.name()),
+            }
+        }
+    }
+    assert!(tried > 100, "{tried}");
+    for cut in sample(0..bytes.len(), 64) {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let res = catch_unwind(AssertUnwindSafe(|| Artifact::read_file(&path)));
+        assert!(
+            matches!(res, Ok(Err(_))),
+            "a cut at {cut} loaded or panicked"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+    let e = Artifact::read_file(&path).unwrap_err();
+    assert!(matches!(e, ArtifactError::Io { .. }), "{e}");
+    let _ = std::fs::remove_dir(&dir);
+}

@@ -1,6 +1,7 @@
 //! Time loading `.kiln` artifacts, phase by phase (median of N loads each):
-//! reading the file, checking and decoding it (`Artifact::from_bytes`:
-//! checksums, graph parse, kernels, plan, weights), and preparing the
+//! reading, checking and decoding the file (`Artifact::read_file`, what
+//! `Session::load` does: checksums, graph parse, kernels, plan, and each f32
+//! weight read from the file straight into its tensor), and preparing the
 //! executor (JIT, weight packing, thread pool). Also prints the file size
 //! against the weights' bytes. Each file is loaded `--runs` times in this
 //! process (default 9); the medians are printed as a Markdown row.
@@ -47,40 +48,37 @@ fn main() {
         eprintln!("usage: artifact_load [--runs N] FILE.kiln ...");
         std::process::exit(2);
     }
-    println!("| artifact | file bytes | weights bytes | overhead | read ms | decode ms | prepare ms | load total ms | load CPU ms |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| artifact | file bytes | weights bytes | overhead | read+decode ms | prepare ms | load total ms | load CPU ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for path in &args {
-        let (mut read, mut decode, mut prep, mut total) = (vec![], vec![], vec![], vec![]);
+        let (mut decode, mut prep, mut total) = (vec![], vec![], vec![]);
         let mut cpu = vec![];
         let mut sizes = (0, 0);
         for _ in 0..runs {
             let c0 = process_cpu_ms();
             let t0 = Instant::now();
-            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            let t1 = Instant::now();
-            let art = Artifact::from_bytes(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let art = Artifact::read_file(std::path::Path::new(path))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
             let t2 = Instant::now();
-            sizes = (bytes.len(), art.weight_bytes());
+            sizes = (art.header.file_len as usize, art.weight_bytes());
             let s = Session::from_artifact(art, &SessionOptions::default())
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
             let t3 = Instant::now();
             cpu.push(process_cpu_ms() - c0);
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-            read.push(ms(t0, t1));
-            decode.push(ms(t1, t2));
+            decode.push(ms(t0, t2));
             prep.push(ms(t2, t3));
             total.push(ms(t0, t3));
             drop(s);
         }
         println!(
-            "| {} | {} | {} | {:+.2}% | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:+.2}% | {:.1} | {:.1} | {:.1} | {:.1} |",
             std::path::Path::new(path)
                 .file_name()
                 .map_or(path.clone(), |f| f.to_string_lossy().into_owned()),
             sizes.0,
             sizes.1,
             (sizes.0 as f64 / sizes.1.max(1) as f64 - 1.0) * 100.0,
-            median(read),
             median(decode),
             median(prep),
             median(total),

@@ -23,7 +23,11 @@
 //! validated (locations against value sizes, steps against the graph and
 //! the kernels) before the executor sees it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
 use kiln_ir::kernel::Kernel;
 use kiln_ir::program::{Epilogue, Loc, Program, Step};
@@ -1119,6 +1123,17 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, ArtifactError> {
 }
 
 fn section<'a>(bytes: &'a [u8], h: &Header, kind: SectionKind) -> Result<&'a [u8], ArtifactError> {
+    section_with(bytes, h, kind, true)
+}
+
+/// [`section`], checking the CRC only if `check` (a section whose CRC was
+/// computed while it streamed in is not checked again).
+fn section_with<'a>(
+    bytes: &'a [u8],
+    h: &Header,
+    kind: SectionKind,
+    check: bool,
+) -> Result<&'a [u8], ArtifactError> {
     let mut found = h.sections.iter().filter(|s| s.kind == kind as u32);
     let s = found
         .next()
@@ -1128,6 +1143,9 @@ fn section<'a>(bytes: &'a [u8], h: &Header, kind: SectionKind) -> Result<&'a [u8
     }
     // `read_header` checked the range against the file.
     let data = &bytes[s.offset as usize..(s.offset + s.len) as usize];
+    if !check {
+        return Ok(data);
+    }
     let actual = crc32fast::hash(data);
     if actual != s.crc32 {
         return Err(ArtifactError::Checksum {
@@ -1507,7 +1525,35 @@ fn validate_program(p: &Program) -> Result<(), ArtifactError> {
     Ok(())
 }
 
-fn decode_weights(b: &[u8], g: &Graph) -> Result<Weights, ArtifactError> {
+/// The weights section's tensor data spans `(offset, length, is f32)` in
+/// section bytes, from its index alone, and where the index ends; `None` if
+/// the index does not parse
+/// within `b` (the loader then reads the whole section and lets
+/// [`decode_weights`] say what is wrong).
+/// `(offset, length, is f32)` of one tensor's data in the weights section.
+type Span = (usize, usize, bool);
+
+fn weight_spans(b: &[u8]) -> Option<(Vec<Span>, usize)> {
+    let mut r = Rd::new(b, "weights");
+    let n = r.count(4 + 4 + 4 + 16).ok()?;
+    let mut spans = Vec::with_capacity(n);
+    for _ in 0..n {
+        r.str().ok()?;
+        let is_f32 = r.str().ok()? == "f32";
+        let rank = r.count(8).ok()?;
+        for _ in 0..rank {
+            r.u64().ok()?;
+        }
+        spans.push((r.usize().ok()?, r.usize().ok()?, is_f32));
+    }
+    Some((spans, r.pos))
+}
+
+fn decode_weights(
+    b: &[u8],
+    g: &Graph,
+    mut pre: HashMap<usize, Vec<f32>>,
+) -> Result<Weights, ArtifactError> {
     let mut r = Rd::new(b, "weights");
     let n = r.count(4 + 4 + 4 + 16)?;
     let mut w = Weights::default();
@@ -1538,9 +1584,16 @@ fn decode_weights(b: &[u8], g: &Graph) -> Result<Weights, ArtifactError> {
             });
         };
         let t = if dtype == DType::F32 && cfg!(target_endian = "little") {
-            // One memcpy (the length is checked above).
-            let mut v = vec![0f32; len / 4];
-            bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(data);
+            // Read straight from the file by `Artifact::read_file`, or one
+            // memcpy (the length is checked above).
+            let v = match pre.remove(&off) {
+                Some(v) if v.len() * 4 == len => v,
+                _ => {
+                    let mut v = vec![0f32; len / 4];
+                    bytemuck::cast_slice_mut::<f32, u8>(&mut v).copy_from_slice(data);
+                    v
+                }
+            };
             // Still fallible: a shape with a zero dim has no bytes however
             // large its other dims, and ndarray refuses those that overflow.
             Tensor::try_f32(&shape, v)
@@ -1576,12 +1629,123 @@ impl Artifact {
     /// Parse and check artifact bytes (see the module docs). Never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
         let header = read_header(bytes)?;
+        Artifact::assemble(bytes, header, None)
+    }
+
+    /// Read and check an artifact file, as [`Artifact::from_bytes`] would
+    /// its bytes, but with each f32 weight read from the file straight into
+    /// its tensor (the weights section's checksum computed as it streams):
+    /// one pass over the weights' memory instead of two. Never panics.
+    pub fn read_file(path: &Path) -> Result<Artifact, ArtifactError> {
+        let io = |e: std::io::Error| ArtifactError::Io {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        };
+        let mut f = File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let Ok(len) = usize::try_from(len) else {
+            return Err(ArtifactError::OutOfRange {
+                what: "file length".into(),
+                msg: format!("{len} bytes do not fit in memory"),
+            });
+        };
+        // Zeroed memory of the file's size: its pages are only mapped when
+        // written, and the f32 weights' ranges never are.
+        let mut bytes = vec![0u8; len];
+        let head = HEADER_LEN.min(len);
+        f.read_exact(&mut bytes[..head]).map_err(io)?;
+        let h0 = read_header_unchecked(&bytes)?;
+        let table_end = (HEADER_LEN + h0.sections.len() * ENTRY_LEN).min(len);
+        f.read_exact(&mut bytes[head..table_end]).map_err(io)?;
+        let header = read_header(&bytes)?;
+        let read_at =
+            |f: &mut File, bytes: &mut [u8], from: usize, to: usize| -> Result<(), ArtifactError> {
+                f.seek(SeekFrom::Start(from as u64)).map_err(io)?;
+                f.read_exact(&mut bytes[from..to]).map_err(io)
+            };
+        let mut pre = HashMap::new();
+        let mut streamed = false;
+        for s in &header.sections {
+            // `read_header` checked every range against the file.
+            let (from, to) = (s.offset as usize, (s.offset + s.len) as usize);
+            if s.kind != SectionKind::Weights as u32 {
+                read_at(&mut f, &mut bytes, from, to)?;
+                continue;
+            }
+            // The index first (it is at the start of the section), then
+            // each f32 tensor's data into its own vector.
+            let mut prefix = (to - from).min(1 << 16);
+            read_at(&mut f, &mut bytes, from, from + prefix)?;
+            let mut index = weight_spans(&bytes[from..from + prefix]);
+            if index.is_none() && prefix < to - from {
+                let more = (to - from).min(1 << 20);
+                read_at(&mut f, &mut bytes, from + prefix, from + more)?;
+                prefix = more;
+                index = weight_spans(&bytes[from..from + prefix]);
+            }
+            let Some((mut spans, index_end)) = index else {
+                read_at(&mut f, &mut bytes, from + prefix, to)?;
+                continue;
+            };
+            // Data read with the index is read again, into its tensor.
+            let prefix = index_end;
+            spans.retain(|&(off, l, f32)| f32 && off >= prefix && l % 4 == 0);
+            spans.sort_unstable();
+            let fits = spans
+                .windows(2)
+                .all(|w| w[0].0.checked_add(w[0].1).is_some_and(|e| e <= w[1].0))
+                && spans
+                    .last()
+                    .is_none_or(|&(o, l, _)| o.checked_add(l).is_some_and(|e| e <= to - from));
+            if !fits {
+                read_at(&mut f, &mut bytes, from + prefix, to)?;
+                continue;
+            }
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&bytes[from..from + prefix]);
+            let mut pos = prefix;
+            for &(off, l, _) in &spans {
+                read_at(&mut f, &mut bytes, from + pos, from + off)?;
+                crc.update(&bytes[from + pos..from + off]);
+                let mut v = vec![0f32; l / 4];
+                let vb = bytemuck::cast_slice_mut::<f32, u8>(&mut v);
+                f.read_exact(vb).map_err(io)?;
+                crc.update(vb);
+                pre.insert(off, v);
+                pos = off + l;
+            }
+            read_at(&mut f, &mut bytes, from + pos, to)?;
+            crc.update(&bytes[from + pos..to]);
+            let actual = crc.finalize();
+            if actual != s.crc32 {
+                return Err(ArtifactError::Checksum {
+                    what: "the weights section".into(),
+                    stored: s.crc32,
+                    actual,
+                });
+            }
+            streamed = true;
+        }
+        Artifact::assemble(&bytes, header, streamed.then_some(pre))
+    }
+
+    /// The sections' contents, decoded and checked. `pre`: f32 weight data
+    /// already read (by section offset), the weights' checksum verified.
+    fn assemble(
+        bytes: &[u8],
+        header: Header,
+        pre: Option<HashMap<usize, Vec<f32>>>,
+    ) -> Result<Artifact, ArtifactError> {
         let (producer, target) = decode_meta(section(bytes, &header, SectionKind::Meta)?)?;
         let text = section(bytes, &header, SectionKind::Graph)?;
         let text = std::str::from_utf8(text).map_err(|e| malformed("graph", e.to_string()))?;
         let graph = kiln_ir::parse(text).map_err(|e| malformed("graph", e.to_string()))?;
         let kernels = decode_kernels(section(bytes, &header, SectionKind::Kernels)?)?;
-        let weights = decode_weights(section(bytes, &header, SectionKind::Weights)?, &graph)?;
+        let weights = decode_weights(
+            section_with(bytes, &header, SectionKind::Weights, pre.is_none())?,
+            &graph,
+            pre.unwrap_or_default(),
+        )?;
         let program = decode_plan(section(bytes, &header, SectionKind::Plan)?, graph, kernels)?;
         let ptx = section(bytes, &header, SectionKind::Ptx)?;
         if !ptx.is_empty() {

@@ -243,12 +243,8 @@ impl Session {
 
     /// Load a `.kiln` artifact file.
     pub fn load(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Session, SessionError> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| ArtifactError::Io {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        Session::from_bytes(&bytes, opts)
+        let art = crate::artifact::Artifact::read_file(path.as_ref())?;
+        Session::from_artifact(art, opts)
     }
 
     /// The inputs [`Session::run`] takes, in order.
