@@ -199,6 +199,38 @@ fn io_at<'a>(io: &'a [IoInfo], index: usize, kind: &str) -> Result<&'a IoInfo, F
     })
 }
 
+/// Which list a per-index query reads.
+#[derive(Clone, Copy)]
+enum Side {
+    Input,
+    Output,
+}
+
+/// The body of every per-input and per-output query: check the session and
+/// the index, then write `f(session, info)` to `out`.
+///
+/// # Safety
+/// `session` is null or live; `out` is null or valid for writes of a `T`.
+unsafe fn query<T>(
+    session: *const kiln_session,
+    side: Side,
+    index: usize,
+    out: *mut T,
+    f: impl FnOnce(&kiln_session, &IoInfo) -> T,
+) -> kiln_status {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(session) }?;
+        let io = match side {
+            Side::Input => io_at(s.session.inputs(), index, "input")?,
+            Side::Output => io_at(s.session.outputs(), index, "output")?,
+        };
+        let v = f(s, io);
+        // SAFETY: the caller's contract.
+        unsafe { write_out(out, "out", v) }
+    })
+}
+
 /// The library's version, e.g. "0.1.0" (a static string).
 #[no_mangle]
 pub extern "C" fn kiln_version() -> *const c_char {
@@ -340,14 +372,12 @@ pub unsafe extern "C" fn kiln_session_input_name(
     index: usize,
     out: *mut *const c_char,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        io_at(s.session.inputs(), index, "input")?;
-        let name = &s.input_names[index];
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", name.as_ptr()) }
-    })
+    // SAFETY: the contract above.
+    unsafe {
+        query(session, Side::Input, index, out, |s, _| {
+            s.input_names[index].as_ptr()
+        })
+    }
 }
 
 /// Output `index`'s name (NUL-terminated, valid while the session lives).
@@ -360,14 +390,12 @@ pub unsafe extern "C" fn kiln_session_output_name(
     index: usize,
     out: *mut *const c_char,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        io_at(s.session.outputs(), index, "output")?;
-        let name = &s.output_names[index];
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", name.as_ptr()) }
-    })
+    // SAFETY: the contract above.
+    unsafe {
+        query(session, Side::Output, index, out, |s, _| {
+            s.output_names[index].as_ptr()
+        })
+    }
 }
 
 /// Input `index`'s element type.
@@ -380,13 +408,12 @@ pub unsafe extern "C" fn kiln_session_input_dtype(
     index: usize,
     out: *mut kiln_dtype,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.inputs(), index, "input")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", dtype_code(io.dtype)) }
-    })
+    // SAFETY: the contract above.
+    unsafe {
+        query(session, Side::Input, index, out, |_, io| {
+            dtype_code(io.dtype)
+        })
+    }
 }
 
 /// Output `index`'s element type.
@@ -399,13 +426,12 @@ pub unsafe extern "C" fn kiln_session_output_dtype(
     index: usize,
     out: *mut kiln_dtype,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.outputs(), index, "output")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", dtype_code(io.dtype)) }
-    })
+    // SAFETY: the contract above.
+    unsafe {
+        query(session, Side::Output, index, out, |_, io| {
+            dtype_code(io.dtype)
+        })
+    }
 }
 
 /// Input `index`'s rank (number of dimensions).
@@ -418,13 +444,8 @@ pub unsafe extern "C" fn kiln_session_input_rank(
     index: usize,
     out: *mut usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.inputs(), index, "input")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.shape.len()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Input, index, out, |_, io| io.shape.len()) }
 }
 
 /// Output `index`'s rank (number of dimensions).
@@ -437,13 +458,8 @@ pub unsafe extern "C" fn kiln_session_output_rank(
     index: usize,
     out: *mut usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.outputs(), index, "output")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.shape.len()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Output, index, out, |_, io| io.shape.len()) }
 }
 
 /// Input `index`'s dimensions: `*out` points to `rank` values, valid while
@@ -457,13 +473,8 @@ pub unsafe extern "C" fn kiln_session_input_shape(
     index: usize,
     out: *mut *const usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.inputs(), index, "input")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.shape.as_ptr()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Input, index, out, |_, io| io.shape.as_ptr()) }
 }
 
 /// Output `index`'s dimensions: `*out` points to `rank` values, valid
@@ -477,13 +488,8 @@ pub unsafe extern "C" fn kiln_session_output_shape(
     index: usize,
     out: *mut *const usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.outputs(), index, "output")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.shape.as_ptr()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Output, index, out, |_, io| io.shape.as_ptr()) }
 }
 
 /// Input `index`'s size in bytes (elements × element size).
@@ -496,13 +502,8 @@ pub unsafe extern "C" fn kiln_session_input_byte_len(
     index: usize,
     out: *mut usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.inputs(), index, "input")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.byte_len()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Input, index, out, |_, io| io.byte_len()) }
 }
 
 /// Output `index`'s size in bytes (elements × element size).
@@ -515,13 +516,8 @@ pub unsafe extern "C" fn kiln_session_output_byte_len(
     index: usize,
     out: *mut usize,
 ) -> kiln_status {
-    guard(|| {
-        // SAFETY: the contract above.
-        let s = unsafe { session_ref(session) }?;
-        let io = io_at(s.session.outputs(), index, "output")?;
-        // SAFETY: the contract above.
-        unsafe { write_out(out, "out", io.byte_len()) }
-    })
+    // SAFETY: the contract above.
+    unsafe { query(session, Side::Output, index, out, |_, io| io.byte_len()) }
 }
 
 /// The byte range of a tensor's data, checked against its declaration.
