@@ -3,9 +3,10 @@
 #   sh bench/artifacts.sh [RUNS]      (from the repository root)
 # Generates the models if needed, compiles each with `kiln compile` (-O2,
 # --target cpu) into bench/out/, and prints one Markdown row per artifact:
-# medians over RUNS loads (default 15) of reading the file, decoding it
-# (checksums, graph parse, kernels, plan, weights), preparing the executor
-# (weight packing, JIT, thread pool), and the total, all in one process.
+# medians over RUNS loads (default 15) of reading and decoding the file as
+# Session::load does (checksums, graph parse, kernels, plan, weights streamed
+# into their tensors), preparing the executor (weight packing, JIT, thread
+# pool), and the total, all in one process.
 set -e
 RUNS=${1:-15}
 [ -d bench/models ] || python3 bench/gen_models.py
