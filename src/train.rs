@@ -140,7 +140,13 @@ impl Trainer {
             );
         }
         let dims = input_ty.shape.concrete().unwrap_or_default();
-        let sample_dims = dims[1..].to_vec();
+        let Some((_, sample)) = dims.split_first() else {
+            bail!(
+                "the data input `{}` is {input_ty}; training needs a batch dimension",
+                tg.data[0]
+            );
+        };
+        let sample_dims = sample.to_vec();
         let tgt = tg
             .graph
             .inputs()

@@ -563,3 +563,17 @@ fn batch_norm_and_dropout_train_in_training_form() {
     let w = cpu.weights();
     assert!(w.get("bn.mean").is_some() && w.get("bn.var").is_some());
 }
+
+/// A model whose data input has no batch dimension is refused with an
+/// error naming the input, not a panic.
+#[test]
+fn a_scalar_data_input_is_an_error() {
+    let src = "graph s {\n  input %x: f32[]\n  param %w: f32[]\n  %y = mul(%x, %w)\n  output logits = %y\n}\n";
+    let model = init_model(src, 0);
+    let mut spec = spiral_spec(1, 0.1, 0.0);
+    spec.loss = Loss::Mse;
+    let e = Trainer::new(&model, spec, &TrainOptions::default())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("batch dimension"), "{e}");
+}
