@@ -577,3 +577,21 @@ fn a_scalar_data_input_is_an_error() {
         .expect("refused");
     assert!(e.to_string().contains("batch dimension"), "{e}");
 }
+
+/// The elastic net `l1·Σ|w| + l2·Σw²` over the weights (rank ≥ 2 params;
+/// the bias is not penalised) adds exactly its value to the step's loss.
+#[test]
+fn elastic_net_adds_its_penalty_over_weights_only() {
+    let loss_with = |l1: f64, l2: f64| {
+        let mut s = spec(Optimizer::new(OptKind::Sgd, 0.0));
+        s.regularizer = Regularizer { l1, l2 };
+        let mut tr = Trainer::new(&lin_model(), s, &TrainOptions::default()).unwrap();
+        let (x, t) = batch();
+        tr.step(x, t).unwrap().loss
+    };
+    let l1: f64 = W0.iter().map(|w| w.abs()).sum();
+    let l2: f64 = W0.iter().map(|w| w * w).sum();
+    let want = 0.5 * l1 + 0.25 * l2; // 0.581875
+    let got = loss_with(0.5, 0.25) - loss_with(0.0, 0.0);
+    assert!((got - want).abs() < 1e-5, "penalty {got}, want {want}");
+}

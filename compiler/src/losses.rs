@@ -1,24 +1,20 @@
-//! Building losses and regularisers into a graph, for training-step builders.
+//! Building the loss ops into a graph by name.
 //!
-//! - [`build_loss`] appends a named loss of a prediction and a target
-//!   ([`LOSSES`] lists the names and what each expects).
-//! - [`regularizer`] appends `l1·Σ l1_norm(p) + l2·Σ l2_norm_sq(p)` over a set
-//!   of params (elastic net when both are non-zero), and
-//!   [`weight_params`] picks the params the notes regularise: weights, not
-//!   biases (rank ≥ 2).
+//! [`build_loss`] appends a named loss of a prediction and a target
+//! ([`LOSSES`] lists the names and what each expects). The training step
+//! (`crate::train`) builds the same losses, and the L1/L2 penalties, from
+//! ordinary ops so they fuse; `compiler/tests/train_losses.rs` checks the
+//! two forms agree.
 //!
 //! Everything is built from the ops of `kiln_ir::ops::loss` and
 //! `kiln_ir::ops::loss_more`, so `autodiff` differentiates it like any graph.
 
 use kiln_ir::graph::{Graph, NodeError, ValueId};
-use kiln_ir::ops::binary::{Binary, BinaryKind};
 use kiln_ir::ops::loss::{Reduction, SoftmaxCrossEntropy};
 use kiln_ir::ops::loss_more::{
-    HingeLoss, KlDiv, KlReduction, NormPenalty, PairKind, PairLoss, SoftCrossEntropy,
+    HingeLoss, KlDiv, KlReduction, PairKind, PairLoss, SoftCrossEntropy,
 };
 use kiln_ir::ops::norm::Softmax;
-use kiln_ir::ops::shape::Constant;
-use kiln_ir::tensor::Tensor;
 
 /// The losses [`build_loss`] knows: name, and what prediction and target it takes.
 pub const LOSSES: &[(&str, &str)] = &[
@@ -119,57 +115,10 @@ pub fn build_loss(
     Ok(v)
 }
 
-/// The params the lecture notes regularise: weights (rank ≥ 2), not biases.
-pub fn weight_params(g: &Graph) -> Vec<ValueId> {
-    g.params()
-        .iter()
-        .copied()
-        .filter(|&p| g.value(p).ty.rank() >= 2 && g.value(p).ty.dtype.is_float())
-        .collect()
-}
-
-/// Append `l1·Σ_p Σ|p| + l2·Σ_p Σp²` over `params` (a zero coefficient drops
-/// its term) as a scalar in the first param's dtype; `None` when there is
-/// nothing to add. Add it to the loss with [`add_scalar`].
-pub fn regularizer(
-    g: &mut Graph,
-    params: &[ValueId],
-    l1: f64,
-    l2: f64,
-) -> Result<Option<ValueId>, NodeError> {
-    let mut total: Option<ValueId> = None;
-    for &p in params {
-        let dt = g.value(p).ty.dtype;
-        for (coef, norm) in [(l1, 1u8), (l2, 2u8)] {
-            if coef == 0.0 {
-                continue;
-            }
-            let n = g.add(NormPenalty { p: norm }, &[p])?;
-            let k = g.add(
-                Constant {
-                    value: Tensor::from_vec_f64(dt, &[], vec![coef]).expect("a scalar"),
-                },
-                &[],
-            )?;
-            let t = g.add(Binary::new(BinaryKind::Mul), &[n, k])?;
-            total = Some(match total {
-                Some(a) => add_scalar(g, a, t)?,
-                None => t,
-            });
-        }
-    }
-    Ok(total)
-}
-
-/// `a + b` (e.g. a loss plus its regulariser).
-pub fn add_scalar(g: &mut Graph, a: ValueId, b: ValueId) -> Result<ValueId, NodeError> {
-    g.add(Binary::new(BinaryKind::Add), &[a, b])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_ir::{DType, Weights};
+    use kiln_ir::{DType, Tensor, Weights};
     use std::collections::HashMap;
 
     fn run1(g: &Graph, w: &Weights, feeds: &HashMap<String, Tensor>, out: &str) -> f64 {
@@ -228,28 +177,5 @@ mod tests {
             build_loss(&mut g, "mse", x, y),
             Err(LossError::Node(..))
         ));
-    }
-
-    #[test]
-    fn elastic_net_over_weights_only() {
-        let src = "graph t {\n  param %w: f64[2,2]\n  param %b: f64[2]\n  %s = add(%w, %b)\n  output s = %s\n}\n";
-        let mut g = kiln_ir::parse(src).unwrap();
-        let ps = weight_params(&g);
-        assert_eq!(ps, vec![g.params()[0]]);
-        let r = regularizer(&mut g, &ps, 0.5, 0.25).unwrap().unwrap();
-        g.set_output("reg", r);
-        let mut w = Weights::default();
-        w.0.insert(
-            "w".into(),
-            Tensor::from_vec_f64(DType::F64, &[2, 2], vec![1.0, -2.0, 3.0, 0.0]).unwrap(),
-        );
-        w.0.insert(
-            "b".into(),
-            Tensor::from_vec_f64(DType::F64, &[2], vec![10.0, 10.0]).unwrap(),
-        );
-        // 0.5·6 + 0.25·14.
-        let v = run1(&g, &w, &HashMap::new(), "reg");
-        assert!((v - 6.5).abs() < 1e-12, "{v}");
-        assert!(regularizer(&mut g, &ps, 0.0, 0.0).unwrap().is_none());
     }
 }
